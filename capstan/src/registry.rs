@@ -1,0 +1,45 @@
+//! The providers this binary can run, by the name users pass to `--provider`.
+
+use capstan_runtime::Provider;
+
+/// Every provider compiled into this binary.
+pub fn all() -> Vec<Box<dyn Provider>> {
+    Vec::new()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("no provider given: pass --provider with one of: {known}")]
+    Empty { known: String },
+    #[error("unknown provider {name:?}: known providers are {known}")]
+    Unknown { name: String, known: String },
+}
+
+/// The providers named on the command line, in that order, each once.
+pub fn select(names: &[String]) -> Result<Vec<Box<dyn Provider>>, SelectError> {
+    select_from(all(), names)
+}
+
+fn select_from(mut available: Vec<Box<dyn Provider>>, names: &[String]) -> Result<Vec<Box<dyn Provider>>, SelectError> {
+    let known = || {
+        let names: Vec<&str> = all().iter().map(|p| p.name()).collect();
+        if names.is_empty() { "(none compiled in)".to_string() } else { names.join(", ") }
+    };
+    if names.is_empty() {
+        return Err(SelectError::Empty { known: known() });
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        // Accept both `--provider a,b` and repeated flags.
+        for name in name.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if chosen.iter().any(|p: &Box<dyn Provider>| p.name() == name) {
+                continue;
+            }
+            match available.iter().position(|p| p.name() == name) {
+                Some(i) => chosen.push(available.remove(i)),
+                None => return Err(SelectError::Unknown { name: name.to_string(), known: known() }),
+            }
+        }
+    }
+    Ok(chosen)
+}
