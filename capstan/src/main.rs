@@ -26,6 +26,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    capstan_runtime::install_crypto_provider();
     let result = match cli.command {
         Command::Crds(args) => crds::run(&args),
         Command::Manager(args) => {

@@ -329,6 +329,8 @@ fn kubeconfig_yaml(url: &str, ca_pem: &[u8], token: &str, impersonate: Option<(&
 }
 
 async fn client_from(yaml: &str) -> anyhow::Result<Client> {
+    // kube brings ring and reqwest brings aws-lc-rs; rustls needs to be told which to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let kubeconfig = Kubeconfig::from_yaml(yaml)?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)

@@ -11,3 +11,10 @@ pub mod preflight;
 mod provider;
 
 pub use provider::{Provider, ProviderContext, Scope};
+
+/// Selects rustls' crypto provider for the whole process. Both `ring` (kube) and `aws-lc-rs`
+/// (reqwest) end up in the dependency graph, and rustls refuses to guess between them; call this
+/// before creating any client. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
