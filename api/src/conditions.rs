@@ -2,8 +2,8 @@
 //! `lastTransitionTime` only moves when its status changes, and every write records the
 //! generation it was computed from.
 
-use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 
 /// Condition types Capstan sets.
 pub const READY: &str = "Ready";
@@ -49,7 +49,12 @@ pub struct NewCondition {
 
 impl NewCondition {
     pub fn new(type_: &str, status: Status, reason: &str, message: impl Into<String>) -> Self {
-        Self { type_: type_.into(), status, reason: reason.into(), message: message.into() }
+        Self {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
     pub fn truthy(type_: &str, reason: &str) -> Self {
         Self::new(type_, Status::True, reason, "")
@@ -77,7 +82,11 @@ pub fn set_at(
     let status = new.status.as_str();
     match list.iter_mut().find(|c| c.type_ == new.type_) {
         Some(existing) => {
-            let transition = if existing.status == status { existing.last_transition_time.clone() } else { now };
+            let transition = if existing.status == status {
+                existing.last_transition_time.clone()
+            } else {
+                now
+            };
             let updated = Condition {
                 type_: new.type_,
                 status: status.to_string(),
@@ -109,7 +118,11 @@ pub fn set_at(
 /// Replaces the whole list with `desired`, keeping each type's `lastTransitionTime` when its
 /// status did not change. Conditions of types not in `desired` are dropped. Returns whether
 /// anything changed.
-pub fn merge(conditions: &mut Option<Vec<Condition>>, desired: Vec<NewCondition>, observed_generation: Option<i64>) -> bool {
+pub fn merge(
+    conditions: &mut Option<Vec<Condition>>,
+    desired: Vec<NewCondition>,
+    observed_generation: Option<i64>,
+) -> bool {
     let now = Time(Timestamp::now());
     let mut next = Some(conditions.clone().unwrap_or_default());
     let keep: Vec<String> = desired.iter().map(|d| d.type_.clone()).collect();
@@ -162,15 +175,30 @@ mod tests {
     #[test]
     fn transition_time_moves_only_with_status() {
         let mut c = None;
-        assert!(set_at(&mut c, NewCondition::falsy(READY, "Waiting", "a"), Some(1), t(10)));
+        assert!(set_at(
+            &mut c,
+            NewCondition::falsy(READY, "Waiting", "a"),
+            Some(1),
+            t(10)
+        ));
         // Same status, new reason and message: the transition time stays.
-        assert!(set_at(&mut c, NewCondition::falsy(READY, "StillWaiting", "b"), Some(2), t(20)));
+        assert!(set_at(
+            &mut c,
+            NewCondition::falsy(READY, "StillWaiting", "b"),
+            Some(2),
+            t(20)
+        ));
         let ready = get(&c, READY).unwrap();
         assert_eq!(ready.last_transition_time, t(10));
         assert_eq!(ready.reason, "StillWaiting");
         assert_eq!(ready.observed_generation, Some(2));
         // Identical: nothing changes, not even the clock.
-        assert!(!set_at(&mut c, NewCondition::falsy(READY, "StillWaiting", "b"), Some(2), t(30)));
+        assert!(!set_at(
+            &mut c,
+            NewCondition::falsy(READY, "StillWaiting", "b"),
+            Some(2),
+            t(30)
+        ));
         // Status flips: the transition time moves.
         assert!(set_at(&mut c, NewCondition::truthy(READY, "Ready"), Some(2), t(40)));
         assert_eq!(get(&c, READY).unwrap().last_transition_time, t(40));
@@ -182,14 +210,22 @@ mod tests {
         let mut c = None;
         set_at(&mut c, NewCondition::truthy(READY, "Ready"), Some(1), t(10));
         set_at(&mut c, NewCondition::truthy("Old", "X"), Some(1), t(10));
-        assert!(merge(&mut c, vec![NewCondition::truthy(READY, "Ready"), paused(false)], Some(1)));
+        assert!(merge(
+            &mut c,
+            vec![NewCondition::truthy(READY, "Ready"), paused(false)],
+            Some(1)
+        ));
         let list = c.as_ref().unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(get(&c, READY).unwrap().last_transition_time, t(10));
         assert!(get(&c, "Old").is_none());
         assert_eq!(get(&c, PAUSED).unwrap().status, "False");
         // Merging the same thing again is a no-op.
-        assert!(!merge(&mut c, vec![NewCondition::truthy(READY, "Ready"), paused(false)], Some(1)));
+        assert!(!merge(
+            &mut c,
+            vec![NewCondition::truthy(READY, "Ready"), paused(false)],
+            Some(1)
+        ));
         assert!(delete(&mut c, PAUSED));
         assert!(!delete(&mut c, PAUSED));
     }

@@ -71,7 +71,9 @@ pub fn cluster_name(object: &ObjectMeta) -> Option<&str> {
 
 /// The label selector a controller started with `--watch-filter` lists with.
 pub fn watch_filter_selector(filter: Option<&str>) -> Option<String> {
-    filter.filter(|f| !f.is_empty()).map(|f| format!("{LABEL_WATCH_FILTER}={f}"))
+    filter
+        .filter(|f| !f.is_empty())
+        .map(|f| format!("{LABEL_WATCH_FILTER}={f}"))
 }
 
 /// The CRD name CAPI derives for a kind instead of looking it up:
@@ -97,7 +99,15 @@ pub fn contract_version<'a>(
 pub fn pluralize(word: &str) -> String {
     // flect keeps a table of irregular and invariant words; these are the ones that occur as the
     // last word of Kubernetes kinds.
-    const INVARIANT: &[&str] = &["data", "metadata", "information", "equipment", "series", "species", "news"];
+    const INVARIANT: &[&str] = &[
+        "data",
+        "metadata",
+        "information",
+        "equipment",
+        "series",
+        "species",
+        "news",
+    ];
     const IRREGULAR: &[(&str, &str)] = &[
         ("person", "people"),
         ("child", "children"),
@@ -125,10 +135,10 @@ pub fn pluralize(word: &str) -> String {
         }
     }
     let is_vowel = |c: char| "aeiou".contains(c);
-    if let Some(stem) = word.strip_suffix('y') {
-        if stem.chars().last().is_some_and(|c| !is_vowel(c)) {
-            return format!("{stem}ies");
-        }
+    if let Some(stem) = word.strip_suffix('y')
+        && stem.chars().last().is_some_and(|c| !is_vowel(c))
+    {
+        return format!("{stem}ies");
     }
     if ["s", "x", "z", "ch", "sh"].iter().any(|s| word.ends_with(s)) {
         return format!("{word}es");
@@ -144,7 +154,10 @@ mod tests {
     #[test]
     fn crd_names_match_capi() {
         assert_eq!(crd_name("cluster.x-k8s.io", "Cluster"), "clusters.cluster.x-k8s.io");
-        assert_eq!(crd_name("ipam.cluster.x-k8s.io", "IPAddress"), "ipaddresses.ipam.cluster.x-k8s.io");
+        assert_eq!(
+            crd_name("ipam.cluster.x-k8s.io", "IPAddress"),
+            "ipaddresses.ipam.cluster.x-k8s.io"
+        );
         assert_eq!(
             crd_name("infrastructure.cluster.x-k8s.io", "DCSIPHostnamePool"),
             "dcsiphostnamepools.infrastructure.cluster.x-k8s.io"
@@ -191,7 +204,10 @@ mod tests {
         let mut meta = ObjectMeta::default();
         assert!(!is_externally_managed(&meta));
         assert_eq!(cluster_name(&meta), None);
-        meta.annotations = Some(BTreeMap::from([(ANNOTATION_MANAGED_BY.to_string(), "other".to_string())]));
+        meta.annotations = Some(BTreeMap::from([(
+            ANNOTATION_MANAGED_BY.to_string(),
+            "other".to_string(),
+        )]));
         meta.labels = Some(BTreeMap::from([(LABEL_CLUSTER_NAME.to_string(), "c1".to_string())]));
         assert!(is_externally_managed(&meta));
         assert_eq!(cluster_name(&meta), Some("c1"));
@@ -212,6 +228,9 @@ mod tests {
     fn watch_filter() {
         assert_eq!(watch_filter_selector(None), None);
         assert_eq!(watch_filter_selector(Some("")), None);
-        assert_eq!(watch_filter_selector(Some("a")).as_deref(), Some("cluster.x-k8s.io/watch-filter=a"));
+        assert_eq!(
+            watch_filter_selector(Some("a")).as_deref(),
+            Some("cluster.x-k8s.io/watch-filter=a")
+        );
     }
 }

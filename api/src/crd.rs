@@ -41,7 +41,10 @@ fn strip_null_enums(schema: &mut JSONSchemaProps) {
     for child in children {
         strip_null_enums(child);
     }
-    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of].into_iter().flatten() {
+    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
+        .into_iter()
+        .flatten()
+    {
         for child in list {
             strip_null_enums(child);
         }
@@ -51,7 +54,13 @@ fn strip_null_enums(schema: &mut JSONSchemaProps) {
 /// Labels a CRD as taking part in the Cluster API contract: `cluster.x-k8s.io/v1beta2: <versions>`
 /// with every served version joined by `_`, the last one being what CAPI will use.
 pub fn with_contract_label(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    let versions: Vec<&str> = crd.spec.versions.iter().filter(|v| v.served).map(|v| v.name.as_str()).collect();
+    let versions: Vec<&str> = crd
+        .spec
+        .versions
+        .iter()
+        .filter(|v| v.served)
+        .map(|v| v.name.as_str())
+        .collect();
     let value = versions.join("_");
     crd.metadata
         .labels
@@ -74,10 +83,15 @@ pub fn with_provider_label(mut crd: CustomResourceDefinition, provider: &str) ->
 /// Used only where CAPI core is not installed (standalone mode); never installed next to it.
 pub fn capi_core() -> Vec<CustomResourceDefinition> {
     use crate::core::{Cluster, Machine, MachineDeployment, MachineSet};
-    [Cluster::crd(), Machine::crd(), MachineSet::crd(), MachineDeployment::crd()]
-        .into_iter()
-        .map(|crd| finalize(with_provider_label(crd, "cluster-api")))
-        .collect()
+    [
+        Cluster::crd(),
+        Machine::crd(),
+        MachineSet::crd(),
+        MachineDeployment::crd(),
+    ]
+    .into_iter()
+    .map(|crd| finalize(with_provider_label(crd, "cluster-api")))
+    .collect()
 }
 
 /// Renders CRDs as one multi-document YAML stream, the way `kubectl apply -f` takes them.
@@ -98,7 +112,11 @@ mod tests {
     fn no_null_in_enums_and_provider_label() {
         for crd in capi_core() {
             let text = serde_json::to_string(&crd).unwrap();
-            assert!(!text.contains(",null]"), "{:?} still has a null enum", crd.metadata.name);
+            assert!(
+                !text.contains(",null]"),
+                "{:?} still has a null enum",
+                crd.metadata.name
+            );
             assert_eq!(crd.metadata.labels.unwrap()["cluster.x-k8s.io/provider"], "cluster-api");
         }
     }

@@ -29,7 +29,10 @@ pub fn owner_cluster(meta: &ObjectMeta) -> Option<&OwnerReference> {
 
 /// The controller owner, if any.
 pub fn controller_owner(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
 }
 
 /// An owner reference to `owner`, which must have been read from the API server (it needs a UID).
@@ -116,6 +119,14 @@ mod tests {
         assert_eq!(meta.owner_references.as_ref().unwrap().len(), 1);
         assert!(ensure_owner_reference(&mut meta, owner("v1", "Secret", "s")));
         assert_eq!(meta.owner_references.unwrap().len(), 2);
-        assert_eq!(controller_owner(&ObjectMeta { owner_references: Some(vec![r]), ..Default::default() }).unwrap().name, "m1");
+        assert_eq!(
+            controller_owner(&ObjectMeta {
+                owner_references: Some(vec![r]),
+                ..Default::default()
+            })
+            .unwrap()
+            .name,
+            "m1"
+        );
     }
 }

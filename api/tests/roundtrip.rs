@@ -137,7 +137,11 @@ spec:
     spec:
 {machine}
 "#,
-        machine = MACHINE_SPEC.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+        machine = MACHINE_SPEC
+            .lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     )
 }
 
@@ -179,12 +183,25 @@ where
     let ar = ApiResource::from_gvk_with_plural(&gvk, &K::plural(&()));
     let dynamic: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
     let name = object["metadata"]["name"].as_str().unwrap().to_string();
-    let created = dynamic.create(&PostParams::default(), &serde_json::from_value(object).unwrap()).await.unwrap();
+    let created = dynamic
+        .create(&PostParams::default(), &serde_json::from_value(object).unwrap())
+        .await
+        .unwrap();
     let mut with_status = serde_json::to_value(&created).unwrap();
     with_status["status"] = status["status"].clone();
-    dynamic.replace_status(&name, &PostParams::default(), &serde_json::from_value(with_status).unwrap()).await.unwrap();
+    dynamic
+        .replace_status(
+            &name,
+            &PostParams::default(),
+            &serde_json::from_value(with_status).unwrap(),
+        )
+        .await
+        .unwrap();
     let before = serde_json::to_value(dynamic.get(&name).await.unwrap()).unwrap();
-    assert_eq!(before["status"], status["status"], "the API server kept the status as written");
+    assert_eq!(
+        before["status"], status["status"],
+        "the API server kept the status as written"
+    );
 
     let typed: Api<K> = Api::namespaced(client.clone(), "default");
     let obj = typed.get(&name).await.unwrap();
@@ -195,7 +212,12 @@ where
 
     let after = serde_json::to_value(dynamic.get(&name).await.unwrap()).unwrap();
     for field in ["spec", "status"] {
-        assert_eq!(before[field], after[field], "{} {field} changed in the round trip", K::kind(&()));
+        assert_eq!(
+            before[field],
+            after[field],
+            "{} {field} changed in the round trip",
+            K::kind(&())
+        );
     }
     for field in ["labels", "annotations"] {
         assert_eq!(before["metadata"][field], after["metadata"][field]);
@@ -210,23 +232,34 @@ async fn core_kinds_survive_a_round_trip_through_capstan_types() {
     roundtrip::<Cluster>(&client, yaml(CLUSTER), yaml(CLUSTER_STATUS), |c| {
         assert_eq!(c.spec.infrastructure_ref.as_ref().unwrap().kind, "DCSCluster");
         assert_eq!(c.spec.control_plane_endpoint.as_ref().unwrap().port, Some(6443));
-        assert_eq!(c.spec.cluster_network.as_ref().unwrap().service_domain.as_deref(), Some("cluster.local"));
+        assert_eq!(
+            c.spec.cluster_network.as_ref().unwrap().service_domain.as_deref(),
+            Some("cluster.local")
+        );
         assert!(c.spec.unknown.contains_key("topology"), "unmodelled fields are kept");
         assert!(c.infrastructure_provisioned());
         assert!(!c.control_plane_initialized());
         assert!(!c.is_paused());
-        assert_eq!(c.status.as_ref().unwrap().failure_domains.as_ref().unwrap()[0].name, "fd1");
+        assert_eq!(
+            c.status.as_ref().unwrap().failure_domains.as_ref().unwrap()[0].name,
+            "fd1"
+        );
     })
     .await;
 
     let machine = merge(
-        yaml("apiVersion: cluster.x-k8s.io/v1beta2\nkind: Machine\nmetadata:\n  name: m1\n  namespace: default\n  labels: {cluster.x-k8s.io/control-plane: ''}\n"),
+        yaml(
+            "apiVersion: cluster.x-k8s.io/v1beta2\nkind: Machine\nmetadata:\n  name: m1\n  namespace: default\n  labels: {cluster.x-k8s.io/control-plane: ''}\n",
+        ),
         yaml(&format!("spec:\n{MACHINE_SPEC}")),
     );
     roundtrip::<Machine>(&client, machine, yaml(MACHINE_STATUS), |m| {
         assert_eq!(m.spec.cluster_name, "rt");
         assert_eq!(m.data_secret_name(), Some("m-boot"));
-        assert_eq!(m.spec.provider_id.as_deref(), Some("dcs://0f5c8a1e-0000-4000-8000-000000000001"));
+        assert_eq!(
+            m.spec.provider_id.as_deref(),
+            Some("dcs://0f5c8a1e-0000-4000-8000-000000000001")
+        );
         assert!(m.is_control_plane());
         let st = m.status.as_ref().unwrap();
         assert_eq!(st.node_ref.as_ref().unwrap().name, "node-1");
@@ -237,7 +270,10 @@ async fn core_kinds_survive_a_round_trip_through_capstan_types() {
 
     roundtrip::<MachineSet>(&client, yaml(&set_spec("MachineSet", "ms1")), yaml(SET_STATUS), |ms| {
         assert_eq!(ms.spec.replicas, Some(3));
-        assert_eq!(ms.spec.template.spec.bootstrap.config_ref.as_ref().unwrap().name, "m-boot");
+        assert_eq!(
+            ms.spec.template.spec.bootstrap.config_ref.as_ref().unwrap().name,
+            "m-boot"
+        );
         assert!(ms.spec.unknown.contains_key("machineNaming"));
     })
     .await;
@@ -253,9 +289,14 @@ async fn core_kinds_survive_a_round_trip_through_capstan_types() {
         let ru = strategy.rolling_update.as_ref().unwrap();
         assert_eq!(
             ru.max_surge,
-            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("25%".into()))
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                "25%".into()
+            ))
         );
-        assert_eq!(ru.max_unavailable, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0)));
+        assert_eq!(
+            ru.max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
+        );
         assert_eq!(md.spec.paused, Some(true));
         assert!(md.spec.rollout.as_ref().unwrap().unknown.contains_key("after"));
     })
@@ -273,7 +314,10 @@ async fn owned_field_patches_leave_the_rest_alone() {
     clusters.create(&PostParams::default(), &created).await.unwrap();
     let mut with_status = clusters.get("rt").await.unwrap();
     with_status.status = Some(serde_json::from_value(yaml(CLUSTER_STATUS)["status"].clone()).unwrap());
-    clusters.replace_status("rt", &PostParams::default(), &with_status).await.unwrap();
+    clusters
+        .replace_status("rt", &PostParams::default(), &with_status)
+        .await
+        .unwrap();
     let before = clusters.get("rt").await.unwrap();
 
     let patch = json!({
@@ -287,7 +331,10 @@ async fn owned_field_patches_leave_the_rest_alone() {
         .unwrap();
     let after = clusters.get("rt").await.unwrap();
     assert!(after.control_plane_initialized());
-    assert!(after.infrastructure_provisioned(), "the other initialization flag is untouched");
+    assert!(
+        after.infrastructure_provisioned(),
+        "the other initialization flag is untouched"
+    );
     let (b, a) = (before.status.unwrap(), after.status.unwrap());
     assert_eq!(b.conditions, a.conditions);
     assert_eq!(b.failure_domains, a.failure_domains);

@@ -10,7 +10,11 @@ mod registry;
 mod telemetry;
 
 #[derive(Parser)]
-#[command(name = "capstan", version, about = "Cluster API providers for Huawei DCS, Huawei Cloud Stack and vSphere")]
+#[command(
+    name = "capstan",
+    version,
+    about = "Cluster API providers for Huawei DCS, Huawei Cloud Stack and vSphere"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

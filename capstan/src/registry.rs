@@ -4,7 +4,7 @@ use capstan_runtime::Provider;
 
 /// Every provider compiled into this binary.
 pub fn all() -> Vec<Box<dyn Provider>> {
-    Vec::new()
+    vec![Box::new(capstan_standalone::Standalone)]
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,11 @@ pub fn select(names: &[String]) -> Result<Vec<Box<dyn Provider>>, SelectError> {
 fn select_from(mut available: Vec<Box<dyn Provider>>, names: &[String]) -> Result<Vec<Box<dyn Provider>>, SelectError> {
     let known = || {
         let names: Vec<&str> = all().iter().map(|p| p.name()).collect();
-        if names.is_empty() { "(none compiled in)".to_string() } else { names.join(", ") }
+        if names.is_empty() {
+            "(none compiled in)".to_string()
+        } else {
+            names.join(", ")
+        }
     };
     if names.is_empty() {
         return Err(SelectError::Empty { known: known() });
@@ -32,12 +36,17 @@ fn select_from(mut available: Vec<Box<dyn Provider>>, names: &[String]) -> Resul
     for name in names {
         // Accept both `--provider a,b` and repeated flags.
         for name in name.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if chosen.iter().any(|p: &Box<dyn Provider>| p.name() == name) {
+            if chosen.iter().map(Box::as_ref).any(|p: &dyn Provider| p.name() == name) {
                 continue;
             }
             match available.iter().position(|p| p.name() == name) {
                 Some(i) => chosen.push(available.remove(i)),
-                None => return Err(SelectError::Unknown { name: name.to_string(), known: known() }),
+                None => {
+                    return Err(SelectError::Unknown {
+                        name: name.to_string(),
+                        known: known(),
+                    });
+                }
             }
         }
     }

@@ -26,8 +26,15 @@ struct Invalid {
 }
 
 fn generated_crds() -> Vec<CustomResourceDefinition> {
-    let out = Command::new(env!("CARGO_BIN_EXE_capstan")).args(["crds", "--with-capi-core"]).output().unwrap();
-    assert!(out.status.success(), "capstan crds failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["crds", "--with-capi-core"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "capstan crds failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     serde_saphyr::from_multiple(&text).expect("capstan crds prints YAML CRDs")
 }
@@ -38,16 +45,30 @@ fn every_crd_has_status_and_contract_labels() {
     assert!(crds.len() >= 4);
     for crd in &crds {
         let name = crd.metadata.name.as_deref().unwrap();
-        assert_eq!(name, capstan_api::contract::crd_name(&crd.spec.group, &crd.spec.names.kind));
+        assert_eq!(
+            name,
+            capstan_api::contract::crd_name(&crd.spec.group, &crd.spec.names.kind)
+        );
         for v in &crd.spec.versions {
-            assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{name} {} lacks status", v.name);
-            assert!(v.additional_printer_columns.as_ref().is_some_and(|c| !c.is_empty()), "{name} lacks printer columns");
+            assert!(
+                v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+                "{name} {} lacks status",
+                v.name
+            );
+            assert!(
+                v.additional_printer_columns.as_ref().is_some_and(|c| !c.is_empty()),
+                "{name} lacks printer columns"
+            );
         }
         let labels = crd.metadata.labels.clone().unwrap_or_default();
         // Infrastructure and bootstrap kinds take part in the contract; CAPI core kinds define it.
         if crd.spec.group != "cluster.x-k8s.io" {
             let served: Vec<&str> = crd.spec.versions.iter().map(|v| v.name.as_str()).collect();
-            assert_eq!(labels.get("cluster.x-k8s.io/v1beta2").map(String::as_str), Some(served.join("_").as_str()), "{name}");
+            assert_eq!(
+                labels.get("cluster.x-k8s.io/v1beta2").map(String::as_str),
+                Some(served.join("_").as_str()),
+                "{name}"
+            );
         }
     }
 }
@@ -62,18 +83,31 @@ async fn generated_crds_install_and_validate() {
     for crd in &crds {
         let kind = &crd.spec.names.kind;
         let file = samples_dir.join(format!("{}.yaml", kind.to_lowercase()));
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|_| panic!("{kind} has no samples: add {} with a valid and invalid objects", file.display()));
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+            panic!(
+                "{kind} has no samples: add {} with a valid and invalid objects",
+                file.display()
+            )
+        });
         let samples: Samples = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let version = crd.spec.versions.iter().find(|v| v.storage).unwrap().name.clone();
         let gvk = GroupVersionKind::gvk(&crd.spec.group, &version, kind);
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), "default", &ApiResource::from_gvk_with_plural(&gvk, &crd.spec.names.plural));
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            "default",
+            &ApiResource::from_gvk_with_plural(&gvk, &crd.spec.names.plural),
+        );
 
         let valid: DynamicObject = serde_json::from_value(samples.valid.clone()).unwrap();
-        let created = api.create(&PostParams::default(), &valid).await.unwrap_or_else(|e| panic!("valid {kind} rejected: {e}"));
+        let created = api
+            .create(&PostParams::default(), &valid)
+            .await
+            .unwrap_or_else(|e| panic!("valid {kind} rejected: {e}"));
         let stored = serde_json::to_value(&created).unwrap();
-        assert_eq!(stored["spec"], samples.valid["spec"], "{kind}: the schema pruned or changed fields of a valid object");
+        assert_eq!(
+            stored["spec"], samples.valid["spec"],
+            "{kind}: the schema pruned or changed fields of a valid object"
+        );
 
         assert!(!samples.invalid.is_empty(), "{kind} needs at least one invalid sample");
         for (i, bad) in samples.invalid.iter().enumerate() {
@@ -83,7 +117,12 @@ async fn generated_crds_install_and_validate() {
                 Ok(_) => panic!("{kind}: invalid object #{i} ({}) was accepted", bad.field),
                 Err(kube::Error::Api(status)) => {
                     assert_eq!(status.code, 422, "{kind} #{i}: {}", status.message);
-                    assert!(status.message.contains(&bad.field), "{kind} #{i}: message {:?} does not name {}", status.message, bad.field);
+                    assert!(
+                        status.message.contains(&bad.field),
+                        "{kind} #{i}: message {:?} does not name {}",
+                        status.message,
+                        bad.field
+                    );
                 }
                 Err(e) => panic!("{kind} #{i}: unexpected error {e}"),
             }

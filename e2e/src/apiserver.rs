@@ -43,20 +43,27 @@ fn binary(env: &str, default: impl FnOnce() -> PathBuf) -> anyhow::Result<PathBu
     if path.is_file() {
         Ok(path)
     } else {
-        anyhow::bail!("{} not found (set {env} or run `eval \"$(hack/testenv.sh)\"`)", path.display())
+        anyhow::bail!(
+            "{} not found (set {env} or run `eval \"$(hack/testenv.sh)\"`)",
+            path.display()
+        )
     }
 }
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("CAPSTAN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/capstan"))
+    std::env::var_os("CAPSTAN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/capstan")
+    })
 }
 
 impl TestEnv {
     /// Starts etcd and kube-apiserver with the upstream CAPI CRDs installed.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(TestEnvOptions { capi_crds: true, ..Default::default() }).await
+        Self::start_with(TestEnvOptions {
+            capi_crds: true,
+            ..Default::default()
+        })
+        .await
     }
 
     /// Starts etcd and kube-apiserver with nothing installed.
@@ -68,7 +75,11 @@ impl TestEnv {
         let etcd_bin = binary("CAPSTAN_ETCD", || PathBuf::from("/usr/bin/etcd"))?;
         let apiserver_bin = binary("CAPSTAN_KUBE_APISERVER", || cache_dir().join("kube-apiserver-1.20.2"))?;
         // Memory-backed when available: etcd fsyncs every write and tests write a lot.
-        let base = if Path::new("/dev/shm").is_dir() { Path::new("/dev/shm") } else { Path::new("/tmp") };
+        let base = if Path::new("/dev/shm").is_dir() {
+            Path::new("/dev/shm")
+        } else {
+            Path::new("/tmp")
+        };
         let dir = tempfile::Builder::new().prefix("capstan-testenv-").tempdir_in(base)?;
         let pki = pki::generate()?;
         let write = |name: &str, data: &[u8]| -> anyhow::Result<PathBuf> {
@@ -83,8 +94,10 @@ impl TestEnv {
         let sa_pub = write("sa.pub", &pki.sa_pub_pem)?;
         let tokens = write(
             "tokens.csv",
-            format!("{ADMIN_TOKEN},admin,admin,system:masters\n{RESTRICTED_TOKEN},{RESTRICTED_USER},{RESTRICTED_USER}\n")
-                .as_bytes(),
+            format!(
+                "{ADMIN_TOKEN},admin,admin,system:masters\n{RESTRICTED_TOKEN},{RESTRICTED_USER},{RESTRICTED_USER}\n"
+            )
+            .as_bytes(),
         )?;
 
         let (etcd, etcd_url) = start_etcd(&etcd_bin, dir.path())?;
@@ -198,13 +211,25 @@ impl TestEnv {
 
     /// A client impersonating `user` in `groups`, e.g. a service account, to test RBAC manifests.
     pub async fn impersonating(&self, user: &str, groups: &[&str]) -> anyhow::Result<Client> {
-        client_from(&kubeconfig_yaml(&self.url, &self.ca_pem, ADMIN_TOKEN, Some((user, groups)))).await
+        client_from(&kubeconfig_yaml(
+            &self.url,
+            &self.ca_pem,
+            ADMIN_TOKEN,
+            Some((user, groups)),
+        ))
+        .await
     }
 
     /// Writes a kubeconfig impersonating `user` in `groups` and returns its path.
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
-        let path = self.dir.path().join(format!("kubeconfig-{}", user.replace([':', '/'], "-")));
-        std::fs::write(&path, kubeconfig_yaml(&self.url, &self.ca_pem, ADMIN_TOKEN, Some((user, groups))))?;
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{}", user.replace([':', '/'], "-")));
+        std::fs::write(
+            &path,
+            kubeconfig_yaml(&self.url, &self.ca_pem, ADMIN_TOKEN, Some((user, groups))),
+        )?;
         Ok(path)
     }
 
@@ -224,9 +249,12 @@ impl TestEnv {
                 let api = api.clone();
                 let name = name.clone();
                 async move {
-                    api.get(&name).await.ok().and_then(|c| c.status).and_then(|s| s.conditions).is_some_and(|cs| {
-                        cs.iter().any(|c| c.type_ == "Established" && c.status == "True")
-                    })
+                    api.get(&name)
+                        .await
+                        .ok()
+                        .and_then(|c| c.status)
+                        .and_then(|s| s.conditions)
+                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
                 }
             })
             .await;
@@ -236,7 +264,13 @@ impl TestEnv {
         }
         // Discovery lags "Established" by a moment; wait until every kind is listable.
         for crd in crds {
-            let version = crd.spec.versions.iter().find(|v| v.storage).map(|v| v.name.clone()).unwrap_or_default();
+            let version = crd
+                .spec
+                .versions
+                .iter()
+                .find(|v| v.storage)
+                .map(|v| v.name.clone())
+                .unwrap_or_default();
             let path = format!("/apis/{}/{}/{}", crd.spec.group, version, crd.spec.names.plural);
             let ok = wait_for(Duration::from_secs(30), || {
                 let client = client.clone();

@@ -27,8 +27,8 @@ pub fn load_crds_from_dir(dir: &Path) -> anyhow::Result<Vec<CustomResourceDefini
     entries.sort();
     for path in entries {
         let text = std::fs::read_to_string(&path)?;
-        let docs: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let docs: Vec<CustomResourceDefinition> =
+            serde_saphyr::from_multiple(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         out.extend(docs);
     }
     Ok(out)

@@ -45,7 +45,14 @@ pub fn generate() -> anyhow::Result<TestPki> {
     let na = Asn1Time::days_from_now(2)?;
     b.set_not_after(&na)?;
     b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    b.append_extension(KeyUsage::new().critical().key_cert_sign().digital_signature().key_encipherment().build()?)?;
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .digital_signature()
+            .key_encipherment()
+            .build()?,
+    )?;
     b.sign(&ca_key, MessageDigest::sha256())?;
     let ca = b.build();
 
@@ -64,7 +71,13 @@ pub fn generate() -> anyhow::Result<TestPki> {
     b.set_not_before(&nb)?;
     let na = Asn1Time::days_from_now(2)?;
     b.set_not_after(&na)?;
-    b.append_extension(KeyUsage::new().critical().digital_signature().key_encipherment().build()?)?;
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_encipherment()
+            .build()?,
+    )?;
     let san = SubjectAlternativeName::new()
         .ip("127.0.0.1")
         .dns("localhost")

@@ -25,7 +25,11 @@ impl ChildGuard {
             });
         }
         let child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
-        Ok(Self { name: name.to_string(), child: Some(child), log: Some(log.to_path_buf()) })
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log: Some(log.to_path_buf()),
+        })
     }
 
     pub fn id(&self) -> u32 {
@@ -91,7 +95,10 @@ impl Drop for ChildGuard {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }
 
 /// Polls `check` every 100 ms until it returns true or `timeout` passes.

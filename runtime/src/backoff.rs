@@ -17,7 +17,11 @@ pub struct FailureBackoff {
 
 impl FailureBackoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, failures: Mutex::new(HashMap::new()) }
+        Self {
+            base,
+            max,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records a failure of `key` and returns how long to wait before retrying it.
@@ -47,7 +51,12 @@ impl FailureBackoff {
 
     /// How many failures in a row `key` has had.
     pub fn failures(&self, key: &str) -> u32 {
-        self.failures.lock().expect("backoff map poisoned").get(key).copied().unwrap_or(0)
+        self.failures
+            .lock()
+            .expect("backoff map poisoned")
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -69,9 +78,18 @@ mod tests {
         let d2 = b.next_delay("a");
         let d3 = b.next_delay("a");
         // Jitter adds up to one delay's worth on top: 100..200, 200..400, 400..800 ms.
-        assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200), "{d1:?}");
-        assert!(d2 >= Duration::from_millis(200) && d2 <= Duration::from_millis(400), "{d2:?}");
-        assert!(d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(800), "{d3:?}");
+        assert!(
+            d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(200),
+            "{d1:?}"
+        );
+        assert!(
+            d2 >= Duration::from_millis(200) && d2 <= Duration::from_millis(400),
+            "{d2:?}"
+        );
+        assert!(
+            d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(800),
+            "{d3:?}"
+        );
         for _ in 0..20 {
             assert!(b.next_delay("a") <= Duration::from_secs(2));
         }

@@ -6,11 +6,12 @@
 //! on it without depending on each other.
 
 pub mod backoff;
+pub mod finalizer;
 pub mod metrics;
 pub mod preflight;
 mod provider;
 
-pub use provider::{Provider, ProviderContext, Scope};
+pub use provider::{BoxError, Provider, ProviderContext, Scope};
 
 /// Selects rustls' crypto provider for the whole process. Both `ring` (kube) and `aws-lc-rs`
 /// (reqwest) end up in the dependency graph, and rustls refuses to guess between them; call this

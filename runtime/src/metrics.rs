@@ -63,21 +63,31 @@ impl Metrics {
         let mut registry = Registry::with_prefix("capstan");
         let reconcile_total = Family::<ControllerLabels, Counter>::default();
         let reconcile_errors_total = Family::<ControllerErrorLabels, Counter>::default();
-        let reconcile_duration_seconds =
-            Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let reconcile_duration_seconds = Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let cloud_api_calls_total = Family::<CloudLabels, Counter>::default();
         let cloud_api_errors_total = Family::<CloudErrorLabels, Counter>::default();
-        let cloud_api_duration_seconds =
-            Family::<CloudLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let cloud_api_duration_seconds = Family::<CloudLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let leader = Gauge::default();
         registry.register("reconcile", "Reconciles per controller", reconcile_total.clone());
-        registry.register("reconcile_errors", "Failed reconciles per controller and reason", reconcile_errors_total.clone());
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles per controller and reason",
+            reconcile_errors_total.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Reconcile duration per controller",
             reconcile_duration_seconds.clone(),
         );
-        registry.register("cloud_api_calls", "Cloud API calls per provider and operation", cloud_api_calls_total.clone());
+        registry.register(
+            "cloud_api_calls",
+            "Cloud API calls per provider and operation",
+            cloud_api_calls_total.clone(),
+        );
         registry.register(
             "cloud_api_errors",
             "Failed cloud API calls per provider, operation and class",
@@ -103,21 +113,33 @@ impl Metrics {
 
     /// Records one reconcile of `controller`; `error` is the failure reason, if it failed.
     pub fn observe_reconcile(&self, controller: &str, took: Duration, error: Option<&str>) {
-        let labels = ControllerLabels { controller: controller.to_string() };
+        let labels = ControllerLabels {
+            controller: controller.to_string(),
+        };
         self.reconcile_total.get_or_create(&labels).inc();
-        self.reconcile_duration_seconds.get_or_create(&labels).observe(took.as_secs_f64());
+        self.reconcile_duration_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
         if let Some(reason) = error {
             self.reconcile_errors_total
-                .get_or_create(&ControllerErrorLabels { controller: controller.to_string(), reason: reason.to_string() })
+                .get_or_create(&ControllerErrorLabels {
+                    controller: controller.to_string(),
+                    reason: reason.to_string(),
+                })
                 .inc();
         }
     }
 
     /// Records one cloud API call; `error_class` is `Some("retryable"|"terminal")` when it failed.
     pub fn observe_cloud_call(&self, provider: &str, operation: &str, took: Duration, error_class: Option<&str>) {
-        let labels = CloudLabels { provider: provider.to_string(), operation: operation.to_string() };
+        let labels = CloudLabels {
+            provider: provider.to_string(),
+            operation: operation.to_string(),
+        };
         self.cloud_api_calls_total.get_or_create(&labels).inc();
-        self.cloud_api_duration_seconds.get_or_create(&labels).observe(took.as_secs_f64());
+        self.cloud_api_duration_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
         if let Some(class) = error_class {
             self.cloud_api_errors_total
                 .get_or_create(&CloudErrorLabels {
@@ -150,9 +172,18 @@ mod tests {
         m.observe_cloud_call("dcs", "clone_vm", Duration::from_millis(30), Some("retryable"));
         m.leader.set(1);
         let text = m.encode();
-        assert!(text.contains(r#"capstan_reconcile_total{controller="dcsmachine"} 2"#), "{text}");
-        assert!(text.contains(r#"capstan_reconcile_errors_total{controller="dcsmachine",reason="CloudError"} 1"#), "{text}");
-        assert!(text.contains(r#"capstan_cloud_api_calls_total{provider="dcs",operation="clone_vm"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"capstan_reconcile_total{controller="dcsmachine"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"capstan_reconcile_errors_total{controller="dcsmachine",reason="CloudError"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"capstan_cloud_api_calls_total{provider="dcs",operation="clone_vm"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"capstan_cloud_api_errors_total{provider="dcs",operation="clone_vm",class="retryable"} 1"#),
             "{text}"

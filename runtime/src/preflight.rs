@@ -16,7 +16,12 @@ pub struct RequiredCrd {
 
 impl RequiredCrd {
     pub fn new(group: &str, version: &str, plural: &str, installed_by: &str) -> Self {
-        Self { group: group.into(), version: version.into(), plural: plural.into(), installed_by: installed_by.into() }
+        Self {
+            group: group.into(),
+            version: version.into(),
+            plural: plural.into(),
+            installed_by: installed_by.into(),
+        }
     }
 
     /// The same, from a kind's `ApiResource`.
@@ -32,7 +37,11 @@ impl RequiredCrd {
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
     #[error("CRD {crd} ({version}) is not installed: install {installed_by}")]
-    MissingCrd { crd: String, version: String, installed_by: String },
+    MissingCrd {
+        crd: String,
+        version: String,
+        installed_by: String,
+    },
     #[error("cannot reach the Kubernetes API server: {0}")]
     Unreachable(#[source] kube::Error),
 }
@@ -40,7 +49,10 @@ pub enum PreflightError {
 /// Returns the first required CRD that the API server does not serve.
 pub async fn check_crds(client: &Client, required: &[RequiredCrd]) -> Result<(), PreflightError> {
     for crd in required {
-        match client.list_api_group_resources(&format!("{}/{}", crd.group, crd.version)).await {
+        match client
+            .list_api_group_resources(&format!("{}/{}", crd.group, crd.version))
+            .await
+        {
             Ok(list) if list.resources.iter().any(|r| r.name == crd.plural) => continue,
             Ok(_) => {}
             // A group/version nobody serves answers 404.

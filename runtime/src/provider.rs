@@ -44,7 +44,9 @@ impl Scope {
 }
 
 fn capstan_label_selector(filter: Option<&str>) -> Option<String> {
-    filter.filter(|f| !f.is_empty()).map(|f| format!("cluster.x-k8s.io/watch-filter={f}"))
+    filter
+        .filter(|f| !f.is_empty())
+        .map(|f| format!("cluster.x-k8s.io/watch-filter={f}"))
 }
 
 /// Everything a provider's controllers get when the manager starts them.
@@ -85,6 +87,9 @@ mod tests {
         s.watch_filter = Some(String::new());
         assert_eq!(s.label_selector(), None);
         s.watch_filter = Some("team-a".into());
-        assert_eq!(s.label_selector().as_deref(), Some("cluster.x-k8s.io/watch-filter=team-a"));
+        assert_eq!(
+            s.label_selector().as_deref(),
+            Some("cluster.x-k8s.io/watch-filter=team-a")
+        );
     }
 }

@@ -123,6 +123,10 @@ impl Machine {
 
     /// `spec.bootstrap.dataSecretName`, once the bootstrap provider produced data.
     pub fn data_secret_name(&self) -> Option<&str> {
-        self.spec.bootstrap.data_secret_name.as_deref().filter(|s| !s.is_empty())
+        self.spec
+            .bootstrap
+            .data_secret_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
     }
 }

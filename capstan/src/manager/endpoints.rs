@@ -21,28 +21,29 @@ pub async fn serve(
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let health_router = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    if ready.load(Ordering::SeqCst) {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-                    }
+    let health_router = Router::new().route("/healthz", get(|| async { "ok" })).route(
+        "/readyz",
+        get(move || {
+            let ready = ready.clone();
+            async move {
+                if ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
                 }
-            }),
-        );
+            }
+        }),
+    );
     let metrics_router = Router::new().route(
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
             async move {
                 (
-                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
                     metrics.encode(),
                 )
                     .into_response()
@@ -51,13 +52,21 @@ pub async fn serve(
     );
     let routers = match (health, metrics_addr) {
         (Some(h), Some(m)) if h == m => vec![(h, health_router.merge(metrics_router))],
-        (h, m) => h.map(|a| (a, health_router)).into_iter().chain(m.map(|a| (a, metrics_router))).collect(),
+        (h, m) => h
+            .map(|a| (a, health_router))
+            .into_iter()
+            .chain(m.map(|a| (a, metrics_router)))
+            .collect(),
     };
     for (addr, router) in routers {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
         });
     }
     Ok(())

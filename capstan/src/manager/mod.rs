@@ -66,7 +66,9 @@ pub struct ManagerArgs {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 15s, 500ms, 2m"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 15s, 500ms, 2m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -82,8 +84,14 @@ fn parse_bind(addr: &str) -> anyhow::Result<Option<SocketAddr>> {
     if addr == "0" || addr.is_empty() {
         return Ok(None);
     }
-    let full = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr.to_string() };
-    full.parse().map(Some).with_context(|| format!("invalid bind address {addr:?}"))
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.parse()
+        .map(Some)
+        .with_context(|| format!("invalid bind address {addr:?}"))
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
@@ -93,7 +101,9 @@ async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
         }
-        None => kube::Config::infer().await.context("no Kubernetes configuration found (pass --kubeconfig)")?,
+        None => kube::Config::infer()
+            .await
+            .context("no Kubernetes configuration found (pass --kubeconfig)")?,
     };
     Ok(Client::try_from(config)?)
 }
@@ -130,10 +140,22 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
     info!(providers = ?names, namespace = ?scope.namespace, watch_filter = ?scope.watch_filter, "starting manager");
 
     let lease = if args.leader_elect {
-        let id = args.leader_election_id.clone().unwrap_or_else(|| format!("capstan-{}", names.join("-")));
+        let id = args
+            .leader_election_id
+            .clone()
+            .unwrap_or_else(|| format!("capstan-{}", names.join("-")));
         let ns = args.leader_election_namespace.clone().unwrap_or_else(pod_namespace);
         ready.store(true, Ordering::SeqCst);
-        match leader::acquire(client.clone(), &id, &ns, args.leader_elect_lease_duration, args.leader_elect_renew_grace, &shutdown).await? {
+        match leader::acquire(
+            client.clone(),
+            &id,
+            &ns,
+            args.leader_elect_lease_duration,
+            args.leader_elect_renew_grace,
+            &shutdown,
+        )
+        .await?
+        {
             Some(lease) => Some(lease),
             None => {
                 info!("shut down before becoming leader");

@@ -1,0 +1,250 @@
+//! The manager binary against a real kube-apiserver: provider selection and preflight errors,
+//! leader election with hand-over, health and metrics endpoints, graceful shutdown.
+
+use std::process::Command;
+use std::time::Duration;
+
+use capstan_api::core::{Cluster, ClusterSpec};
+use capstan_e2e::{ChildGuard, TestEnv, free_port, wait_for};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, PostParams};
+
+fn manager_cmd(kubeconfig: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    cmd.arg("manager").arg("--kubeconfig").arg(kubeconfig).args(extra);
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// Runs the manager to completion and returns (success, stderr).
+fn run_to_exit(kubeconfig: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let out = manager_cmd(kubeconfig, extra).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_one_line_error(stderr: &str, needles: &[&str]) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "{:?} does not mention {n:?}", lines[0]);
+    }
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_provider_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("nothing");
+    let (ok, stderr) = run_to_exit(&kubeconfig, &["--provider", "openstack"]);
+    assert!(!ok);
+    assert_one_line_error(&stderr, &["unknown provider \"openstack\"", "standalone"]);
+    let (ok, stderr) = run_to_exit(&kubeconfig, &[]);
+    assert!(!ok);
+    assert_one_line_error(&stderr, &["no provider given"]);
+}
+
+#[tokio::test]
+async fn missing_crd_is_a_one_line_error_naming_what_to_install() {
+    let env = TestEnv::start_bare().await.unwrap();
+    let (ok, stderr) = run_to_exit(
+        env.kubeconfig_path(),
+        &[
+            "--provider",
+            "standalone",
+            "--health-probe-bind-address",
+            "0",
+            "--metrics-bind-address",
+            "0",
+        ],
+    );
+    assert!(!ok);
+    assert_one_line_error(
+        &stderr,
+        &[
+            "CRD clusters.cluster.x-k8s.io",
+            "not installed",
+            "capstan crds --with-capi-core",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn standalone_refuses_to_run_next_to_capi_core() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client().await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "controller-leader-election-capi"},
+        "spec": {"holderIdentity": "capi-controller-manager"}
+    }))
+    .unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+    let (ok, stderr) = run_to_exit(
+        env.kubeconfig_path(),
+        &[
+            "--provider",
+            "standalone",
+            "--health-probe-bind-address",
+            "0",
+            "--metrics-bind-address",
+            "0",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("Cluster API core is running"), "{stderr}");
+}
+
+struct Manager {
+    proc: ChildGuard,
+    health: u16,
+    metrics: u16,
+}
+
+impl Manager {
+    fn start(env: &TestEnv, n: usize) -> Self {
+        let health = free_port();
+        let metrics = free_port();
+        let cmd = manager_cmd(
+            env.kubeconfig_path(),
+            &[
+                "--provider",
+                "standalone",
+                "--leader-elect",
+                "--leader-election-namespace",
+                "default",
+                "--leader-elect-lease-duration",
+                "4s",
+                "--leader-elect-renew-grace",
+                "2s",
+                "--health-probe-bind-address",
+                &format!("127.0.0.1:{health}"),
+                "--metrics-bind-address",
+                &format!("127.0.0.1:{metrics}"),
+                "--log-format",
+                "json",
+            ],
+        );
+        let proc = ChildGuard::spawn(
+            &format!("manager-{n}"),
+            cmd,
+            &env.dir().join(format!("manager-{n}.log")),
+        )
+        .unwrap();
+        Manager { proc, health, metrics }
+    }
+
+    async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+        let resp = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
+        let code = resp.status().as_u16();
+        Some((code, resp.text().await.ok()?))
+    }
+
+    async fn is_leader(&self) -> bool {
+        Self::get(self.metrics, "/metrics")
+            .await
+            .is_some_and(|(_, body)| body.lines().any(|l| l == "capstan_leader 1"))
+    }
+
+    async fn healthy(&self) -> bool {
+        matches!(Self::get(self.health, "/healthz").await, Some((200, b)) if b == "ok")
+            && matches!(Self::get(self.health, "/readyz").await, Some((200, b)) if b == "ok")
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get_opt("capstan-standalone").await.ok()??.spec?.holder_identity
+}
+
+#[tokio::test]
+async fn one_leader_handover_on_kill_and_clean_sigterm() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client().await.unwrap();
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+    let mut a = Manager::start(&env, 1);
+    let mut b = Manager::start(&env, 2);
+
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            a.healthy().await && b.healthy().await
+        })
+        .await,
+        "endpoints up"
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            a.is_leader().await || b.is_leader().await
+        })
+        .await,
+        "someone leads:\n{}\n{}",
+        a.proc.log_tail(20),
+        b.proc.log_tail(20)
+    );
+    // Give a second contender time to (wrongly) grab the lease too.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (a_leads, b_leads) = (a.is_leader().await, b.is_leader().await);
+    assert!(a_leads ^ b_leads, "exactly one leads (a: {a_leads}, b: {b_leads})");
+    let first = holder(&leases).await.expect("the lease has a holder");
+    // Only the leader reconciles.
+    let clusters: Api<Cluster> = Api::namespaced(env.client().await.unwrap(), "default");
+    clusters
+        .create(
+            &PostParams::default(),
+            &Cluster::new(
+                "lead-test",
+                ClusterSpec {
+                    paused: Some(false),
+                    ..Default::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let (lead_port, standby_port) = if a_leads {
+        (a.metrics, b.metrics)
+    } else {
+        (b.metrics, a.metrics)
+    };
+    let reconciled = |port| async move {
+        Manager::get(port, "/metrics")
+            .await
+            .is_some_and(|(_, m)| m.contains(r#"capstan_reconcile_total{controller="cluster"}"#))
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || reconciled(lead_port)).await,
+        "the leader reconciles"
+    );
+    assert!(!reconciled(standby_port).await, "the standby does not reconcile");
+
+    // Kill the leader without letting it release the lease: the standby takes over on expiry.
+    let (leader, standby) = if a_leads { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    leader.proc.signal(libc::SIGKILL);
+    leader.proc.wait_timeout(Duration::from_secs(5)).expect("killed");
+    assert!(
+        wait_for(Duration::from_secs(30), || async { standby.is_leader().await }).await,
+        "standby takes over:\n{}",
+        standby.proc.log_tail(30)
+    );
+    let second = holder(&leases).await.unwrap();
+    assert_ne!(first, second, "the lease changed hands");
+
+    // SIGTERM: stop controllers, release the lease, exit 0 within a few seconds.
+    standby.proc.signal(libc::SIGTERM);
+    let status = standby
+        .proc
+        .wait_timeout(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        standby.proc.log_tail(30)
+    );
+    let released = holder(&leases).await;
+    assert!(
+        released.as_deref().is_none_or(str::is_empty) || released.as_deref() != Some(second.as_str()),
+        "lease released: {released:?}"
+    );
+}

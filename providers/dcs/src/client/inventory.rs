@@ -1,0 +1,118 @@
+//! Name → URN lookups for the objects a machine template names: clusters, datastores and the
+//! port groups of distributed switches.
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::{Body, DcsClient, DcsError};
+
+/// A cluster, datastore, switch or port group: the fields placement needs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryItem {
+    pub urn: String,
+    #[serde(default)]
+    pub uri: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+struct Clusters {
+    #[serde(default)]
+    clusters: Vec<InventoryItem>,
+}
+
+#[derive(Deserialize)]
+struct Datastores {
+    #[serde(default)]
+    datastores: Vec<InventoryItem>,
+}
+
+#[derive(Deserialize)]
+struct DvSwitches {
+    #[serde(default, rename = "dvSwitchs")]
+    dv_switchs: Vec<InventoryItem>,
+}
+
+#[derive(Deserialize)]
+struct PortGroups {
+    #[serde(default, rename = "portGroups")]
+    port_groups: Vec<InventoryItem>,
+}
+
+fn exactly_one(
+    operation: &'static str,
+    what: String,
+    items: Vec<InventoryItem>,
+    name: &str,
+) -> Result<InventoryItem, DcsError> {
+    let mut found: Vec<InventoryItem> = items.into_iter().filter(|i| i.name == name).collect();
+    match found.len() {
+        0 => Err(DcsError::NotFound {
+            operation,
+            what,
+            fault: None,
+        }),
+        1 => Ok(found.remove(0)),
+        count => Err(DcsError::Ambiguous { operation, what, count }),
+    }
+}
+
+impl DcsClient {
+    pub async fn find_cluster(&self, name: &str) -> Result<InventoryItem, DcsError> {
+        let mut url = self.site_url("clusters").await?;
+        url.query_pairs_mut().append_pair("name", name);
+        let list: Clusters = self
+            .call("list_clusters", Method::GET, url, "clusters", Body::None)
+            .await?;
+        exactly_one("find_cluster", format!("cluster {name:?}"), list.clusters, name)
+    }
+
+    pub async fn find_datastore(&self, name: &str) -> Result<InventoryItem, DcsError> {
+        let mut url = self.site_url("datastores").await?;
+        url.query_pairs_mut()
+            .append_pair("name", name)
+            .append_pair("limit", "100")
+            .append_pair("offset", "0");
+        let list: Datastores = self
+            .call("list_datastores", Method::GET, url, "datastores", Body::None)
+            .await?;
+        exactly_one("find_datastore", format!("datastore {name:?}"), list.datastores, name)
+    }
+
+    /// The port group `port_group` on the distributed switch `dvswitch`; its URN goes into
+    /// [`super::NicSpec::port_group_urn`].
+    pub async fn find_port_group(&self, dvswitch: &str, port_group: &str) -> Result<InventoryItem, DcsError> {
+        let mut url = self.site_url("dvswitchs").await?;
+        url.query_pairs_mut().append_pair("name", dvswitch);
+        let switches: DvSwitches = self
+            .call("list_dvswitches", Method::GET, url, "dvswitchs", Body::None)
+            .await?;
+        let switch = exactly_one(
+            "find_port_group",
+            format!("distributed switch {dvswitch:?}"),
+            switches.dv_switchs,
+            dvswitch,
+        )?;
+        let uri = if switch.uri.is_empty() {
+            super::urn::urn_to_uri(&switch.urn).unwrap_or_default()
+        } else {
+            switch.uri.clone()
+        };
+        let mut url = self.url(&format!("{uri}/portgroups"))?;
+        url.query_pairs_mut()
+            .append_pair("portGroupName", port_group)
+            .append_pair("limit", "100")
+            .append_pair("offset", "0");
+        let groups: PortGroups = self
+            .call("list_port_groups", Method::GET, url, "portgroups", Body::None)
+            .await?;
+        exactly_one(
+            "find_port_group",
+            format!("port group {port_group:?} on {dvswitch:?}"),
+            groups.port_groups,
+            port_group,
+        )
+    }
+}

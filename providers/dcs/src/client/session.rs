@@ -1,0 +1,169 @@
+//! The VRM session: login with `X-Auth-*` headers, the shared token, re-login and logout.
+
+use std::time::Instant;
+
+use reqwest::{Method, StatusCode};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use super::{ApiFault, DcsClient, DcsError, PasswordEncoding, SecretString};
+
+#[derive(Clone)]
+pub(crate) struct Token {
+    pub value: SecretString,
+    /// Counts logins, so a caller that saw a 401 with token N re-logs in only if nobody has
+    /// replaced token N yet (many callers hitting an expired token must cause one login).
+    pub generation: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Session {
+    current: std::sync::Mutex<Option<Token>>,
+    login_lock: tokio::sync::Mutex<u64>,
+}
+
+impl Session {
+    fn get(&self) -> Option<Token> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, token: Option<Token>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = token;
+    }
+}
+
+pub(crate) fn sha256_hex(input: &str) -> String {
+    Sha256::digest(input.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl DcsClient {
+    /// Logs in now instead of on first use, so wrong credentials surface early.
+    pub async fn login(&self) -> Result<(), DcsError> {
+        self.token().await.map(|_| ())
+    }
+
+    /// Ends the session on VRM. The next call logs in again.
+    pub async fn logout(&self) -> Result<(), DcsError> {
+        let _guard = self.inner.session.login_lock.lock().await;
+        let Some(token) = self.inner.session.get() else {
+            return Ok(());
+        };
+        self.inner.session.set(None);
+        let start = Instant::now();
+        let url = self.url("/service/session")?;
+        let result = async {
+            let resp = self
+                .base_request(Method::DELETE, url)
+                .header("X-Auth-Token", token.value.expose())
+                .send()
+                .await
+                .map_err(|source| DcsError::Transport {
+                    operation: "logout",
+                    source,
+                })?;
+            let status = resp.status();
+            // An already expired token means the session is gone anyway.
+            if status.is_success() || status == StatusCode::UNAUTHORIZED {
+                Ok(())
+            } else {
+                let body = resp.bytes().await.unwrap_or_default();
+                Err(DcsError::from_status("logout", "session", status.as_u16(), &body))
+            }
+        }
+        .instrument(tracing::debug_span!("vrm_call", operation = "logout"))
+        .await;
+        self.report("logout", start, &result);
+        result
+    }
+
+    pub(crate) async fn token(&self) -> Result<Token, DcsError> {
+        if let Some(t) = self.inner.session.get() {
+            return Ok(t);
+        }
+        self.relogin(0).await
+    }
+
+    /// Logs in unless someone else already replaced the token of generation `stale`.
+    pub(crate) async fn relogin(&self, stale: u64) -> Result<Token, DcsError> {
+        let mut generation = self.inner.session.login_lock.lock().await;
+        if let Some(t) = self.inner.session.get()
+            && t.generation != stale
+        {
+            return Ok(t);
+        }
+        let start = Instant::now();
+        let result = self
+            .do_login()
+            .instrument(tracing::debug_span!("vrm_call", operation = "login"))
+            .await;
+        self.report("login", start, &result);
+        let value = result?;
+        *generation += 1;
+        let token = Token {
+            value,
+            generation: *generation,
+        };
+        self.inner.session.set(Some(token.clone()));
+        Ok(token)
+    }
+
+    async fn do_login(&self) -> Result<SecretString, DcsError> {
+        let cfg = &self.inner.config;
+        let url = self.url("/service/session")?;
+        let mut req = self
+            .base_request(Method::POST, url)
+            .header("X-Auth-User", &cfg.username)
+            .header("X-Auth-UserType", cfg.user_type.header_value());
+        req = match cfg.password_encoding {
+            PasswordEncoding::Plain => req
+                .header("X-Auth-Key", cfg.password.expose())
+                .header("X-ENCRIPT-ALGORITHM", "1"),
+            PasswordEncoding::Sha256Hex => req.header("X-Auth-Key", sha256_hex(cfg.password.expose())),
+        };
+        let resp = req.body("{}").send().await.map_err(|source| DcsError::Transport {
+            operation: "login",
+            source,
+        })?;
+        let status = resp.status();
+        let token = resp
+            .headers()
+            .get("X-Auth-Token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.bytes().await.unwrap_or_default();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(DcsError::Auth {
+                user: cfg.username.clone(),
+                status: status.as_u16(),
+                fault: ApiFault::parse(&body),
+            });
+        }
+        if !status.is_success() {
+            return Err(DcsError::from_status("login", "session", status.as_u16(), &body));
+        }
+        match token {
+            Some(t) if !t.is_empty() => {
+                tracing::debug!(user = %cfg.username, "logged in to VRM");
+                Ok(SecretString::new(t))
+            }
+            _ => Err(DcsError::Decode {
+                operation: "login",
+                message: "no X-Auth-Token header in the login answer".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        assert_eq!(
+            super::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! A throwaway PKI (CA + server certificate for 127.0.0.1) and an HTTPS listener for axum, so
+//! clients under test verify certificates exactly as they would against a real VRM with a
+//! private CA.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
+};
+use openssl::x509::{X509, X509Builder, X509Name, X509NameBuilder};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+pub(crate) struct Pki {
+    pub ca_pem: String,
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn new_key() -> Result<PKey<Private>, openssl::error::ErrorStack> {
+    // P-256 rather than RSA: key generation is instant, which matters with one simulator per test.
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    PKey::from_ec_key(EcKey::generate(&group)?)
+}
+
+fn builder(cn: &str, key: &PKey<Private>) -> Result<(X509Builder, X509Name), openssl::error::ErrorStack> {
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
+    let name = name.build();
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let mut serial = BigNum::new()?;
+    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    let serial = serial.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_pubkey(key)?;
+    // Backdated an hour so a small clock difference between processes does not matter.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let not_before = Asn1Time::from_unix(now.saturating_sub(3600) as i64)?;
+    let not_after = Asn1Time::days_from_now(365)?;
+    b.set_not_before(&not_before)?;
+    b.set_not_after(&not_after)?;
+    Ok((b, name))
+}
+
+pub(crate) fn generate(ip: IpAddr) -> io::Result<Pki> {
+    let (ca, cert, key) = (|| -> Result<_, openssl::error::ErrorStack> {
+        let ca_key = new_key()?;
+        let (mut b, subject) = builder("Capstan VRM simulator CA", &ca_key)?;
+        b.set_issuer_name(&subject)?;
+        b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+        b.append_extension(ski)?;
+        b.sign(&ca_key, MessageDigest::sha256())?;
+        let ca = b.build();
+
+        let key = new_key()?;
+        let (mut b, _) = builder(&ip.to_string(), &key)?;
+        b.set_issuer_name(ca.subject_name())?;
+        b.append_extension(BasicConstraints::new().build()?)?;
+        b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
+        b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+        let san = SubjectAlternativeName::new()
+            .ip(&ip.to_string())
+            .dns("localhost")
+            .build(&b.x509v3_context(Some(&ca), None))?;
+        b.append_extension(san)?;
+        let aki = AuthorityKeyIdentifier::new()
+            .keyid(true)
+            .build(&b.x509v3_context(Some(&ca), None))?;
+        b.append_extension(aki)?;
+        b.sign(&ca_key, MessageDigest::sha256())?;
+        // The CA key is dropped here: nothing else is ever signed with it.
+        Ok((ca, b.build(), key))
+    })()
+    .map_err(other)?;
+    server_pki(&ca, &cert, &key)
+}
+
+fn server_pki(ca: &X509, cert: &X509, key: &PKey<Private>) -> io::Result<Pki> {
+    let ca_pem = String::from_utf8(ca.to_pem().map_err(other)?).map_err(other)?;
+    let chain = vec![
+        CertificateDer::from(cert.to_der().map_err(other)?),
+        CertificateDer::from(ca.to_der().map_err(other)?),
+    ];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.private_key_to_pkcs8().map_err(other)?));
+    // An explicit provider: the workspace links both ring and aws-lc-rs, and rustls refuses to
+    // pick one on its own.
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(other)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(other)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Pki {
+        ca_pem,
+        server_config: Arc::new(config),
+    })
+}
+
+/// An axum listener yielding TLS streams. Handshakes run in their own tasks so one slow or
+/// broken client cannot stall accepting the others.
+pub(crate) struct TlsListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Returns the listener and the accept loop's handle (abort it to stop accepting).
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let local = tcp.local_addr()?;
+        let acceptor = TlsAcceptor::from(config);
+        let (tx, rx) = mpsc::channel(64);
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, addr) = match tcp.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "simulator accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "simulator TLS handshake failed"),
+                        Err(_) => tracing::debug!("simulator TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok((TlsListener { rx, local }, task))
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(x) => x,
+            // The accept loop is gone (shutdown); never yield another connection.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

@@ -1,0 +1,420 @@
+//! The Cluster controller: ties a Cluster to its InfraCluster, reports what the infrastructure
+//! provides, tracks control-plane initialization, and tears everything down in order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capstan_api::conditions::{self, NewCondition, Status};
+use capstan_api::contract::{LABEL_CLUSTER_NAME, LABEL_CONTROL_PLANE, is_paused};
+use capstan_api::core::{
+    ApiEndpoint, Cluster, ClusterInitializationStatus, ClusterPhase, ClusterStatus, FailureDomain, Machine,
+    MachineDeployment, MachineSet,
+};
+use capstan_runtime::backoff::FailureBackoff;
+use capstan_runtime::{ProviderContext, finalizer};
+use futures::StreamExt;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::FIELD_MANAGER;
+use crate::external::{self, ExternalError};
+
+pub const FINALIZER: &str = "cluster.cluster.x-k8s.io";
+const CONTROLLER: &str = "cluster";
+
+/// Condition types and reasons, as upstream names them.
+const INFRASTRUCTURE_READY: &str = "InfrastructureReady";
+const CONTROL_PLANE_INITIALIZED: &str = "ControlPlaneInitialized";
+
+/// While waiting on objects this controller does not watch (InfraClusters of any kind), it polls.
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Ctx {
+    client: kube::Client,
+    metrics: Arc<capstan_runtime::metrics::Metrics>,
+    backoff: FailureBackoff,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    External(#[from] ExternalError),
+}
+
+impl Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubeError",
+            Error::External(_) => "InfrastructureRefError",
+        }
+    }
+}
+
+pub async fn run(ctx: ProviderContext) {
+    let clusters: Api<Cluster> = ctx.scope.api(ctx.client.clone());
+    let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
+    let state = Arc::new(Ctx {
+        client: ctx.client.clone(),
+        metrics: ctx.metrics.clone(),
+        backoff: FailureBackoff::default(),
+    });
+    let shutdown = ctx.shutdown.clone();
+    Controller::new(clusters, ctx.scope.watcher_config())
+        // A control-plane Machine getting its node decides ControlPlaneInitialized.
+        .watches(machines, ctx.scope.watcher_config(), |m: Machine| {
+            let ns = m.namespace()?;
+            Some(ObjectRef::<Cluster>::new(&m.spec.cluster_name).within(&ns))
+        })
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, state)
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
+    let span = info_span!("reconcile", controller = CONTROLLER, object = %key);
+    let started = Instant::now();
+    let result = reconcile_inner(&cluster, &ctx).instrument(span).await;
+    ctx.metrics
+        .observe_reconcile(CONTROLLER, started.elapsed(), result.as_ref().err().map(Error::reason));
+    if result.is_ok() {
+        ctx.backoff.reset(&key);
+    }
+    result
+}
+
+fn error_policy(cluster: Arc<Cluster>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
+    let delay = ctx.backoff.next_delay(&key);
+    warn!(controller = CONTROLLER, object = %key, error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+    if cluster.meta().deletion_timestamp.is_some() {
+        return delete(cluster, ctx, &api).await;
+    }
+    if finalizer::add(&api, cluster, FINALIZER, FIELD_MANAGER).await? {
+        // The patch triggers another reconcile with the finalizer in place.
+        return Ok(Action::await_change());
+    }
+
+    let mut status = owned_status(cluster);
+    let paused = is_paused(Some(cluster), cluster.meta());
+    conditions::set(
+        &mut status.conditions,
+        conditions::paused(paused),
+        cluster.meta().generation,
+    );
+    if paused {
+        write_status(&api, cluster, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    let mut requeue = None;
+    let mut phase = ClusterPhase::Pending;
+    let mut infra_provisioned = false;
+    match &cluster.spec.infrastructure_ref {
+        None => {
+            // Without infrastructure there is nothing to provision; upstream treats it as ready.
+            infra_provisioned = true;
+        }
+        Some(r) => {
+            phase = ClusterPhase::Provisioning;
+            match external::get(&ctx.client, &ns, r).await {
+                Err(ExternalError::Kube(e)) => return Err(e.into()),
+                Err(e) => {
+                    conditions::set(
+                        &mut status.conditions,
+                        NewCondition::falsy(INFRASTRUCTURE_READY, "InvalidInfrastructureRef", e.to_string()),
+                        cluster.meta().generation,
+                    );
+                    requeue = Some(WAIT);
+                }
+                Ok((_, None)) => {
+                    conditions::set(
+                        &mut status.conditions,
+                        NewCondition::falsy(
+                            INFRASTRUCTURE_READY,
+                            "InfrastructureDoesNotExist",
+                            format!("{} {} does not exist", r.kind, r.name),
+                        ),
+                        cluster.meta().generation,
+                    );
+                    requeue = Some(WAIT);
+                }
+                Ok((ar, Some(infra))) => {
+                    adopt_infra(ctx, &ns, &ar, &infra, cluster).await?;
+                    infra_provisioned = external::provisioned(&infra);
+                    let ready = infra.data["status"]["conditions"]
+                        .as_array()
+                        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                        .cloned();
+                    let (st, reason, message) = match (&ready, infra_provisioned) {
+                        (Some(c), _) => (
+                            match c["status"].as_str() {
+                                Some("True") => Status::True,
+                                Some("False") => Status::False,
+                                _ => Status::Unknown,
+                            },
+                            c["reason"].as_str().unwrap_or("Ready").to_string(),
+                            c["message"].as_str().unwrap_or_default().to_string(),
+                        ),
+                        (None, true) => (Status::True, "Ready".to_string(), String::new()),
+                        (None, false) => (
+                            Status::False,
+                            "NotReady".to_string(),
+                            format!("waiting for {} {} to be provisioned", r.kind, r.name),
+                        ),
+                    };
+                    conditions::set(
+                        &mut status.conditions,
+                        NewCondition::new(INFRASTRUCTURE_READY, st, &reason, message),
+                        cluster.meta().generation,
+                    );
+                    if infra_provisioned {
+                        copy_endpoint(&api, cluster, &infra).await?;
+                        status.failure_domains = failure_domains(&infra);
+                    } else {
+                        requeue = Some(WAIT);
+                    }
+                }
+            }
+        }
+    }
+    let endpoint_valid = cluster
+        .spec
+        .control_plane_endpoint
+        .as_ref()
+        .is_some_and(ApiEndpoint::is_valid);
+    if infra_provisioned && (endpoint_valid || cluster.spec.infrastructure_ref.is_none()) {
+        phase = ClusterPhase::Provisioned;
+    }
+
+    let cp_initialized = control_plane_initialized(cluster, ctx, &ns).await?;
+    conditions::set(
+        &mut status.conditions,
+        if cp_initialized {
+            NewCondition::truthy(CONTROL_PLANE_INITIALIZED, "Initialized")
+        } else {
+            NewCondition::falsy(
+                CONTROL_PLANE_INITIALIZED,
+                "NotInitialized",
+                "Control plane not yet initialized",
+            )
+        },
+        cluster.meta().generation,
+    );
+    status.initialization = Some(ClusterInitializationStatus {
+        infrastructure_provisioned: Some(infra_provisioned),
+        control_plane_initialized: Some(cp_initialized),
+    });
+    status.phase = Some(phase);
+    write_status(&api, cluster, status).await?;
+    Ok(requeue.map(Action::requeue).unwrap_or_else(Action::await_change))
+}
+
+/// The fields of the Cluster's status this controller owns, as they are now.
+fn owned_status(cluster: &Cluster) -> ClusterStatus {
+    let current = cluster.status.clone().unwrap_or_default();
+    ClusterStatus {
+        initialization: current.initialization,
+        conditions: current.conditions,
+        failure_domains: current.failure_domains,
+        phase: current.phase,
+        observed_generation: cluster.meta().generation,
+        unknown: Default::default(),
+    }
+}
+
+/// Server-side applies the owned status fields, only when they changed.
+async fn write_status(api: &Api<Cluster>, cluster: &Cluster, status: ClusterStatus) -> Result<(), kube::Error> {
+    if owned_status(cluster) == status
+        && cluster.status.as_ref().and_then(|s| s.observed_generation) == status.observed_generation
+    {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": Cluster::api_version(&()),
+        "kind": "Cluster",
+        "status": status,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The InfraCluster belongs to the Cluster: owner reference and cluster-name label, as upstream sets.
+async fn adopt_infra(
+    ctx: &Ctx,
+    ns: &str,
+    ar: &kube::core::ApiResource,
+    infra: &DynamicObject,
+    cluster: &Cluster,
+) -> Result<(), kube::Error> {
+    let Some(owner) = capstan_api::owner::owner_reference(cluster, false) else {
+        return Ok(());
+    };
+    let mut meta = infra.metadata.clone();
+    let owner_changed = capstan_api::owner::ensure_owner_reference(&mut meta, owner);
+    let labelled = infra.labels().get(LABEL_CLUSTER_NAME).map(String::as_str) == Some(cluster.name_any().as_str());
+    if !owner_changed && labelled {
+        return Ok(());
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, ar);
+    let patch = json!({
+        "metadata": {
+            "ownerReferences": meta.owner_references,
+            "labels": {LABEL_CLUSTER_NAME: cluster.name_any()},
+            "resourceVersion": infra.resource_version(),
+        }
+    });
+    api.patch(&infra.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    info!(infra = %infra.name_any(), "adopted infrastructure cluster");
+    Ok(())
+}
+
+/// Copies the InfraCluster's endpoint into the Cluster when the user did not set one.
+async fn copy_endpoint(api: &Api<Cluster>, cluster: &Cluster, infra: &DynamicObject) -> Result<(), kube::Error> {
+    if cluster
+        .spec
+        .control_plane_endpoint
+        .as_ref()
+        .is_some_and(ApiEndpoint::is_valid)
+    {
+        return Ok(());
+    }
+    let Ok(endpoint) = serde_json::from_value::<ApiEndpoint>(infra.data["spec"]["controlPlaneEndpoint"].clone()) else {
+        return Ok(());
+    };
+    if !endpoint.is_valid() {
+        return Ok(());
+    }
+    let patch = json!({"spec": {"controlPlaneEndpoint": endpoint}});
+    api.patch(&cluster.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// `status.failureDomains` of the InfraCluster: a list in contract v1beta2, a map in v1beta1.
+fn failure_domains(infra: &DynamicObject) -> Option<Vec<FailureDomain>> {
+    let fds = &infra.data["status"]["failureDomains"];
+    if let Ok(list) = serde_json::from_value::<Vec<FailureDomain>>(fds.clone()) {
+        return Some(list).filter(|l| !l.is_empty());
+    }
+    let map = fds.as_object()?;
+    let mut list: Vec<FailureDomain> = map
+        .iter()
+        .map(|(name, fd)| FailureDomain {
+            name: name.clone(),
+            control_plane: fd["controlPlane"].as_bool(),
+            attributes: serde_json::from_value(fd["attributes"].clone()).ok(),
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(list).filter(|l| !l.is_empty())
+}
+
+/// Without a control-plane provider, the control plane is initialized once a control-plane
+/// Machine has a node. Once true it stays true (upstream never flips it back).
+async fn control_plane_initialized(cluster: &Cluster, ctx: &Ctx, ns: &str) -> Result<bool, kube::Error> {
+    if cluster.control_plane_initialized() {
+        return Ok(true);
+    }
+    if cluster.spec.control_plane_ref.is_some() {
+        // A control-plane provider reports it; the standalone core does not run one.
+        return Ok(false);
+    }
+    let machines: Api<Machine> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!(
+        "{LABEL_CLUSTER_NAME}={},{LABEL_CONTROL_PLANE}",
+        cluster.name_any()
+    ));
+    Ok(machines
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .any(|m| m.status.as_ref().is_some_and(|s| s.node_ref.is_some())))
+}
+
+/// Deletes descendants first (MachineDeployments, MachineSets, Machines), then the InfraCluster,
+/// and only then lets the Cluster go.
+async fn delete(cluster: &Cluster, ctx: &Ctx, api: &Api<Cluster>) -> Result<Action, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let mut status = owned_status(cluster);
+    status.phase = Some(ClusterPhase::Deleting);
+    let lp = ListParams::default().labels(&format!("{LABEL_CLUSTER_NAME}={}", cluster.name_any()));
+    let remaining = delete_all::<MachineDeployment>(ctx, &ns, &lp).await?
+        + delete_all::<MachineSet>(ctx, &ns, &lp).await?
+        + delete_all::<Machine>(ctx, &ns, &lp).await?;
+    if remaining > 0 {
+        conditions::set(
+            &mut status.conditions,
+            NewCondition::truthy(conditions::DELETING, "WaitingForWorkersDeletion"),
+            cluster.meta().generation,
+        );
+        write_status(api, cluster, status).await?;
+        return Ok(Action::requeue(WAIT));
+    }
+    if let Some(r) = &cluster.spec.infrastructure_ref {
+        match external::get(&ctx.client, &ns, r).await {
+            Ok((ar, Some(infra))) => {
+                if infra.metadata.deletion_timestamp.is_none() {
+                    let infra_api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
+                    infra_api.delete(&infra.name_any(), &DeleteParams::default()).await?;
+                }
+                conditions::set(
+                    &mut status.conditions,
+                    NewCondition::truthy(conditions::DELETING, "WaitingForInfrastructureDeletion"),
+                    cluster.meta().generation,
+                );
+                write_status(api, cluster, status).await?;
+                return Ok(Action::requeue(WAIT));
+            }
+            Ok((_, None)) => {}
+            // The kind is gone with its CRD: nothing left to wait for.
+            Err(ExternalError::CrdMissing(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    finalizer::remove(api, cluster, FINALIZER, FIELD_MANAGER).await?;
+    info!("cluster deleted");
+    Ok(Action::await_change())
+}
+
+/// Deletes every object of kind `K` matching `lp`; returns how many still exist.
+async fn delete_all<K>(ctx: &Ctx, ns: &str, lp: &ListParams) -> Result<usize, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let items = api.list(lp).await?.items;
+    for item in &items {
+        if item.meta().deletion_timestamp.is_none() {
+            match api.delete(&item.name_any(), &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(items.len())
+}

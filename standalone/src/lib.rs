@@ -1,0 +1,69 @@
+//! `--provider standalone`: the part of Cluster API core that Capstan needs where CAPI is not
+//! installed (the installer's first cluster, offline demos, end-to-end tests). It works on the
+//! real upstream CRDs with upstream semantics, so the objects can later be handed to a real CAPI.
+//!
+//! Never run it next to a real CAPI core: two controllers would fight over the same objects. The
+//! provider refuses to start when CAPI core's leader-election Lease exists.
+//!
+//! Implemented so far: the Cluster controller. Machine, MachineSet and MachineDeployment
+//! controllers are not part of this build yet.
+
+mod cluster;
+mod external;
+
+use capstan_runtime::preflight::RequiredCrd;
+use capstan_runtime::{BoxError, Provider, ProviderContext};
+use futures::future::BoxFuture;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, ListParams};
+
+/// Field manager for every write of the standalone core.
+pub const FIELD_MANAGER: &str = "capstan-standalone";
+/// The Lease upstream CAPI core's manager elects its leader with.
+pub const CAPI_CORE_LEASE: &str = "controller-leader-election-capi";
+
+pub struct Standalone;
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Cluster API core is running in this cluster (Lease {namespace}/{CAPI_CORE_LEASE} exists): the standalone core would fight it over the same objects; run the providers without --provider standalone"
+)]
+pub struct CapiCorePresent {
+    pub namespace: String,
+}
+
+/// Refuses to start next to a real CAPI core.
+async fn check_no_capi_core(client: &kube::Client) -> Result<(), BoxError> {
+    let leases: Api<Lease> = Api::all(client.clone());
+    let found = leases
+        .list(&ListParams::default().fields(&format!("metadata.name={CAPI_CORE_LEASE}")))
+        .await?;
+    if let Some(lease) = found.items.first() {
+        return Err(Box::new(CapiCorePresent {
+            namespace: lease.metadata.namespace.clone().unwrap_or_default(),
+        }));
+    }
+    Ok(())
+}
+
+impl Provider for Standalone {
+    fn name(&self) -> &'static str {
+        "standalone"
+    }
+
+    fn required_crds(&self) -> Vec<RequiredCrd> {
+        let by = "the Cluster API core CRDs (`capstan crds --with-capi-core | kubectl apply -f -`)";
+        ["clusters", "machines", "machinesets", "machinedeployments"]
+            .into_iter()
+            .map(|plural| RequiredCrd::new(capstan_api::core::GROUP, capstan_api::core::VERSION, plural, by))
+            .collect()
+    }
+
+    fn run(&self, ctx: ProviderContext) -> BoxFuture<'static, Result<(), BoxError>> {
+        Box::pin(async move {
+            check_no_capi_core(&ctx.client).await?;
+            cluster::run(ctx).await;
+            Ok(())
+        })
+    }
+}
