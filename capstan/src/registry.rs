@@ -4,7 +4,10 @@ use capstan_runtime::Provider;
 
 /// Every provider compiled into this binary.
 pub fn all() -> Vec<Box<dyn Provider>> {
-    vec![Box::new(capstan_standalone::Standalone)]
+    vec![
+        Box::new(capstan_dcs::lifecycle_provider()),
+        Box::new(capstan_standalone::Standalone),
+    ]
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,9 @@ mod apiserver;
 mod crds;
 mod pki;
 mod process;
+mod vcsim;
 
 pub use apiserver::{TestEnv, TestEnvOptions};
 pub use crds::{capi_crds_dir, load_crds_from_dir, shared_dir};
 pub use process::{ChildGuard, free_port, wait_for};
+pub use vcsim::Vcsim;

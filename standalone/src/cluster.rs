@@ -32,6 +32,7 @@ const CONTROL_PLANE_INITIALIZED: &str = "ControlPlaneInitialized";
 
 /// While waiting on objects this controller does not watch (InfraClusters of any kind), it polls.
 const WAIT: Duration = Duration::from_secs(5);
+const RESYNC: Duration = Duration::from_secs(300);
 
 struct Ctx {
     client: kube::Client,
@@ -220,7 +221,8 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     });
     status.phase = Some(phase);
     write_status(&api, cluster, status).await?;
-    Ok(requeue.map(Action::requeue).unwrap_or_else(Action::await_change))
+    // InfraCluster kinds are not watched (any provider's kind may be referenced): resync slowly.
+    Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
 }
 
 /// The fields of the Cluster's status this controller owns, as they are now.

@@ -1,9 +1,20 @@
 //! Huawei DCS (FusionCompute VRM) support for Capstan: the VRM REST client, the NoCloud
 //! bootstrap ISO builder and, behind the `sim` feature, a VRM simulator.
 
+pub mod api;
 pub mod client;
 pub mod iso;
+pub mod provider;
 #[cfg(feature = "sim")]
 pub mod sim;
 
 pub use client::{DcsClient, DcsClientPool, DcsConfig, DcsError, PasswordEncoding, SecretString, UserType};
+
+/// The `dcs` provider as the manager runs it.
+pub fn lifecycle_provider() -> capstan_lifecycle::LifecycleProvider<provider::DcsProvider> {
+    capstan_lifecycle::LifecycleProvider::new(
+        "dcs",
+        "the DCS provider CRDs (`capstan crds | kubectl apply -f -`, or `clusterctl init --infrastructure capstan-dcs`)",
+        provider::DcsProvider::new,
+    )
+}

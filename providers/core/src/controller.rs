@@ -1,0 +1,206 @@
+//! Wiring: the two controllers of a provider, and the [`capstan_runtime::Provider`] adapter the
+//! manager starts by name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_api::core::{Cluster, Machine};
+use capstan_runtime::preflight::RequiredCrd;
+use capstan_runtime::{BoxError, ProviderContext};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use kube::core::object::HasSpec;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::{Instrument, info_span, warn};
+
+use crate::context::{Ctx, Timer};
+use crate::machine::Error;
+use crate::provider::*;
+
+type Factory<P> = Box<dyn Fn(Arc<capstan_runtime::metrics::Metrics>) -> P + Send + Sync>;
+
+/// Runs a provider's InfraCluster and InfraMachine controllers through the manager.
+pub struct LifecycleProvider<P> {
+    name: &'static str,
+    installed_by: &'static str,
+    factory: Factory<P>,
+    poll_interval: Option<Duration>,
+}
+
+impl<P: InfraProvider> LifecycleProvider<P> {
+    /// `installed_by` tells users what installs the provider's CRDs when they are missing. The
+    /// provider is built when the controllers start, with the process's metrics so its cloud
+    /// client can report calls.
+    pub fn new(
+        name: &'static str,
+        installed_by: &'static str,
+        factory: impl Fn(Arc<capstan_runtime::metrics::Metrics>) -> P + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            installed_by,
+            factory: Box::new(factory),
+            poll_interval: None,
+        }
+    }
+
+    /// How often in-flight cloud operations are polled (default 2 s).
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval);
+        self
+    }
+}
+
+fn key<K: Resource>(o: &K) -> String {
+    format!(
+        "{}/{}",
+        o.meta().namespace.clone().unwrap_or_default(),
+        o.meta().name.clone().unwrap_or_default()
+    )
+}
+
+impl<P> capstan_runtime::Provider for LifecycleProvider<P>
+where
+    P: InfraProvider,
+    <P::Machine as HasSpec>::Spec: InfraMachineSpec,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn required_crds(&self) -> Vec<RequiredCrd> {
+        let capi = "Cluster API core (`clusterctl init`, or `capstan crds --with-capi-core | kubectl apply -f -` for standalone mode)";
+        vec![
+            RequiredCrd::new(capstan_api::core::GROUP, capstan_api::core::VERSION, "clusters", capi),
+            RequiredCrd::new(capstan_api::core::GROUP, capstan_api::core::VERSION, "machines", capi),
+            RequiredCrd::new(
+                &P::Cluster::group(&()),
+                &P::Cluster::version(&()),
+                &P::Cluster::plural(&()),
+                self.installed_by,
+            ),
+            RequiredCrd::new(
+                &P::Machine::group(&()),
+                &P::Machine::version(&()),
+                &P::Machine::plural(&()),
+                self.installed_by,
+            ),
+        ]
+    }
+
+    fn run(&self, ctx: ProviderContext) -> BoxFuture<'static, Result<(), BoxError>> {
+        let provider = Arc::new((self.factory)(ctx.metrics.clone()));
+        let name = self.name;
+        let poll = self.poll_interval;
+        Box::pin(async move {
+            let mut state = Ctx::new(provider, name, ctx.client.clone(), ctx.metrics.clone());
+            if let Some(p) = poll {
+                state.poll_interval = p;
+            }
+            let state = Arc::new(state);
+            let machines = run_machines::<P>(&ctx, state.clone(), name);
+            let clusters = run_clusters::<P>(&ctx, state, name);
+            futures::join!(machines, clusters);
+            Ok(())
+        })
+    }
+}
+
+async fn run_machines<P>(ctx: &ProviderContext, state: Arc<Ctx<P>>, name: &'static str)
+where
+    P: InfraProvider,
+    <P::Machine as HasSpec>::Spec: InfraMachineSpec,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let controller = P::Machine::kind(&()).to_lowercase();
+    let kind = P::Machine::kind(&()).to_string();
+    let shutdown = ctx.shutdown.clone();
+    Controller::new(
+        ctx.scope.api::<P::Machine>(ctx.client.clone()),
+        ctx.scope.watcher_config(),
+    )
+    // The owner Machine gaining its data secret, or being paused, must wake its InfraMachine.
+    .watches(
+        ctx.scope.api::<Machine>(ctx.client.clone()),
+        ctx.scope.watcher_config(),
+        move |m: Machine| {
+            (m.spec.infrastructure_ref.kind == kind)
+                .then(|| ObjectRef::new(&m.spec.infrastructure_ref.name).within(&m.namespace().unwrap_or_default()))
+        },
+    )
+    .graceful_shutdown_on(async move { shutdown.cancelled().await })
+    .run(
+        move |obj, state: Arc<Ctx<P>>| {
+            let controller = controller.clone();
+            async move {
+                let span =
+                    info_span!("reconcile", provider = name, controller = %controller, object = %key(obj.as_ref()));
+                let timer = Timer::start();
+                let result = crate::machine::reconcile::<P>(obj, state.clone())
+                    .instrument(span)
+                    .await;
+                state
+                    .metrics
+                    .observe_reconcile(&controller, timer.elapsed(), result.as_ref().err().map(Error::reason));
+                result
+            }
+        },
+        |obj: Arc<P::Machine>, err: &Error, state: Arc<Ctx<P>>| error_policy(&key(obj.as_ref()), err, &state),
+        state,
+    )
+    .for_each(|_| async {})
+    .await;
+}
+
+async fn run_clusters<P>(ctx: &ProviderContext, state: Arc<Ctx<P>>, name: &'static str)
+where
+    P: InfraProvider,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let controller = P::Cluster::kind(&()).to_lowercase();
+    let kind = P::Cluster::kind(&()).to_string();
+    let shutdown = ctx.shutdown.clone();
+    Controller::new(
+        ctx.scope.api::<P::Cluster>(ctx.client.clone()),
+        ctx.scope.watcher_config(),
+    )
+    .watches(
+        ctx.scope.api::<Cluster>(ctx.client.clone()),
+        ctx.scope.watcher_config(),
+        move |c: Cluster| {
+            let r = c.spec.infrastructure_ref.as_ref()?;
+            (r.kind == kind).then(|| ObjectRef::new(&r.name).within(&c.namespace().unwrap_or_default()))
+        },
+    )
+    .graceful_shutdown_on(async move { shutdown.cancelled().await })
+    .run(
+        move |obj, state: Arc<Ctx<P>>| {
+            let controller = controller.clone();
+            async move {
+                let span =
+                    info_span!("reconcile", provider = name, controller = %controller, object = %key(obj.as_ref()));
+                let timer = Timer::start();
+                let result = crate::cluster::reconcile::<P>(obj, state.clone())
+                    .instrument(span)
+                    .await;
+                state
+                    .metrics
+                    .observe_reconcile(&controller, timer.elapsed(), result.as_ref().err().map(Error::reason));
+                result
+            }
+        },
+        |obj: Arc<P::Cluster>, err: &Error, state: Arc<Ctx<P>>| error_policy(&key(obj.as_ref()), err, &state),
+        state,
+    )
+    .for_each(|_| async {})
+    .await;
+}
+
+fn error_policy<P>(key: &str, err: &Error, state: &Ctx<P>) -> Action {
+    let delay = state.backoff.next_delay(key);
+    warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,104 @@
+//! Cloud credentials read from a Kubernetes Secret. The values never reach logs, events or status:
+//! `Debug` prints only the key names.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("secret {namespace}/{name} not found")]
+    NotFound { namespace: String, name: String },
+    #[error("secret {namespace}/{name} has no key {key:?}")]
+    MissingKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    #[error("cannot read secret {namespace}/{name}: {source}")]
+    Kube {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+}
+
+impl Credentials {
+    pub fn from_map(values: BTreeMap<String, String>) -> Self {
+        Self { values }
+    }
+
+    /// Reads every key of `namespace/name`.
+    pub async fn read(client: &kube::Client, namespace: &str, name: &str) -> Result<Self, CredentialsError> {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(|source| CredentialsError::Kube {
+                namespace: namespace.into(),
+                name: name.into(),
+                source,
+            })?
+            .ok_or_else(|| CredentialsError::NotFound {
+                namespace: namespace.into(),
+                name: name.into(),
+            })?;
+        let mut values = BTreeMap::new();
+        for (k, v) in secret.data.unwrap_or_default() {
+            values.insert(
+                k,
+                String::from_utf8_lossy(&v.0).trim_end_matches(['\r', '\n']).to_string(),
+            );
+        }
+        for (k, v) in secret.string_data.unwrap_or_default() {
+            values.insert(k, v);
+        }
+        Ok(Self { values })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// The value of `key`, or an error naming the secret and key (never the value).
+    pub fn require(&self, key: &str, namespace: &str, name: &str) -> Result<&str, CredentialsError> {
+        self.get(key).ok_or_else(|| CredentialsError::MissingKey {
+            namespace: namespace.into(),
+            name: name.into(),
+            key: key.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_keys_not_values() {
+        let c = Credentials::from_map(BTreeMap::from([("authKey".to_string(), "s3cret!".to_string())]));
+        let text = format!("{c:?}");
+        assert!(text.contains("authKey") && !text.contains("s3cret"), "{text}");
+        assert_eq!(c.get("authKey"), Some("s3cret!"));
+        assert!(
+            c.require("endpoint", "ns", "creds")
+                .unwrap_err()
+                .to_string()
+                .contains("no key \"endpoint\"")
+        );
+    }
+}

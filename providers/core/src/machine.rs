@@ -1,0 +1,628 @@
+//! The generic InfraMachine reconciler (CAPI v1beta2 contract).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_api::conditions::{self, NewCondition, Status};
+use capstan_api::contract::{is_externally_managed, is_paused};
+use capstan_api::core::{Cluster, Machine};
+use capstan_runtime::finalizer;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::object::{HasSpec, HasStatus};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::context::Ctx;
+use crate::credentials::Credentials;
+use crate::provider::*;
+use crate::reasons::*;
+use crate::status::{InfraMachineStatus, Initialization, OperationKind, PendingOperation};
+
+/// Why a reconcile failed; the controller backs off per object and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubeError",
+        }
+    }
+}
+
+/// The finalizer of an InfraMachine kind: `<lowercase kind>.infrastructure.cluster.x-k8s.io`.
+pub fn finalizer_name<K: Resource<DynamicType = ()>>() -> String {
+    format!("{}.{}", K::kind(&()).to_lowercase(), K::group(&()))
+}
+
+/// Outcome of one pass: the status to write and when to come back.
+struct Step {
+    status: InfraMachineStatus,
+    requeue: Option<Duration>,
+}
+
+pub async fn reconcile<P>(obj: Arc<P::Machine>, ctx: Arc<Ctx<P>>) -> Result<Action, Error>
+where
+    P: InfraProvider,
+    <P::Machine as HasSpec>::Spec: InfraMachineSpec,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let m = obj.as_ref();
+    if is_externally_managed(m.meta()) {
+        return Ok(Action::await_change());
+    }
+    let ns = m.namespace().unwrap_or_default();
+    let api: Api<P::Machine> = Api::namespaced(ctx.client.clone(), &ns);
+    let generation = m.meta().generation;
+    let mut status = m.status().cloned().unwrap_or_default();
+    status.observed_generation = generation;
+
+    // Core sets the owner reference from Machine.spec.infrastructureRef; until then, wait.
+    let Some(owner) = capstan_api::owner::owner_machine(m.meta()).cloned() else {
+        if m.meta().deletion_timestamp.is_some() {
+            finalizer::remove(&api, m, &finalizer_name::<P::Machine>(), &ctx.field_manager).await?;
+            return Ok(Action::await_change());
+        }
+        conditions::set(
+            &mut status.conditions,
+            NewCondition::falsy(READY, WAITING_FOR_OWNER, "Waiting for the owner Machine to be set"),
+            generation,
+        );
+        write_status::<P>(&ctx, &api, m, status).await?;
+        return Ok(Action::await_change());
+    };
+    let machines: Api<Machine> = Api::namespaced(ctx.client.clone(), &ns);
+    let machine = machines.get_opt(&owner.name).await?;
+    let cluster = match &machine {
+        Some(machine) => {
+            Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&machine.spec.cluster_name)
+                .await?
+        }
+        None => None,
+    };
+
+    if m.meta().deletion_timestamp.is_some() {
+        return delete::<P>(&ctx, &api, m, cluster.as_ref(), status).await;
+    }
+    let (Some(machine), Some(cluster)) = (machine, cluster) else {
+        return Ok(Action::requeue(ctx.poll_interval * 5));
+    };
+    if finalizer::add(&api, m, &finalizer_name::<P::Machine>(), &ctx.field_manager).await? {
+        return Ok(Action::await_change());
+    }
+    let paused = is_paused(Some(&cluster), m.meta());
+    conditions::set(&mut status.conditions, conditions::paused(paused), generation);
+    if paused {
+        write_status::<P>(&ctx, &api, m, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    let step = provision::<P>(&ctx, &api, m, &machine, &cluster, status).await?;
+    let requeue = step.requeue;
+    write_status::<P>(&ctx, &api, m, step.status).await?;
+    Ok(requeue
+        .map(Action::requeue)
+        .unwrap_or_else(|| Action::requeue(ctx.resync_interval)))
+}
+
+fn waiting(status: &mut InfraMachineStatus, reason: &str, message: impl Into<String>, generation: Option<i64>) {
+    let message = message.into();
+    conditions::set(
+        &mut status.conditions,
+        NewCondition::falsy(INSTANCE_PROVISIONED, reason, message.clone()),
+        generation,
+    );
+    conditions::set(
+        &mut status.conditions,
+        NewCondition::falsy(READY, reason, message),
+        generation,
+    );
+}
+
+/// Reads the InfraCluster and its credentials; a missing piece is a condition, not an error.
+async fn cluster_and_credentials<P>(
+    ctx: &Ctx<P>,
+    ns: &str,
+    cluster: &Cluster,
+) -> Result<Result<(P::Cluster, Credentials), (String, String)>, kube::Error>
+where
+    P: InfraProvider,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let Some(r) = &cluster.spec.infrastructure_ref else {
+        return Ok(Err((
+            WAITING_FOR_CLUSTER_INFRASTRUCTURE.into(),
+            "Cluster has no infrastructureRef".into(),
+        )));
+    };
+    let infra_api: Api<P::Cluster> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(infra) = infra_api.get_opt(&r.name).await? else {
+        return Ok(Err((
+            WAITING_FOR_CLUSTER_INFRASTRUCTURE.into(),
+            format!("{} {} not found", r.kind, r.name),
+        )));
+    };
+    let secret = infra.spec().credentials_secret().to_string();
+    match Credentials::read(&ctx.client, ns, &secret).await {
+        Ok(c) => Ok(Ok((infra, c))),
+        Err(e) => Ok(Err((CREDENTIALS_UNAVAILABLE.into(), e.to_string()))),
+    }
+}
+
+async fn bootstrap_data<P: InfraProvider>(
+    ctx: &Ctx<P>,
+    ns: &str,
+    name: &str,
+) -> Result<Result<BootstrapData, String>, kube::Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(secret) = secrets.get_opt(name).await? else {
+        return Ok(Err(format!("bootstrap data secret {name} not found")));
+    };
+    let data = secret.data.unwrap_or_default();
+    let Some(value) = data.get("value") else {
+        return Ok(Err(format!("bootstrap data secret {name} has no key \"value\"")));
+    };
+    let format = data
+        .get("format")
+        .map(|f| String::from_utf8_lossy(&f.0).to_string())
+        .unwrap_or_default();
+    match BootstrapFormat::parse(&format) {
+        Some(format) => Ok(Ok(BootstrapData {
+            value: value.0.clone(),
+            format,
+        })),
+        None => Ok(Err(format!(
+            "bootstrap data secret {name} has unknown format {format:?}"
+        ))),
+    }
+}
+
+fn identity<K: Resource>(m: &K, cluster: &Cluster) -> InstanceIdentity {
+    InstanceIdentity {
+        uid: m.meta().uid.clone().unwrap_or_default(),
+        name: m.meta().name.clone().unwrap_or_default(),
+        namespace: m.meta().namespace.clone().unwrap_or_default(),
+        cluster_name: cluster.name_any(),
+    }
+}
+
+fn pending(kind: OperationKind, op: Operation) -> PendingOperation {
+    PendingOperation {
+        kind,
+        id: op.id,
+        started_at: Time(Timestamp::now()),
+    }
+}
+
+async fn provision<P>(
+    ctx: &Ctx<P>,
+    api: &Api<P::Machine>,
+    m: &P::Machine,
+    machine: &Machine,
+    cluster: &Cluster,
+    mut status: InfraMachineStatus,
+) -> Result<Step, Error>
+where
+    P: InfraProvider,
+    <P::Machine as HasSpec>::Spec: InfraMachineSpec,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let generation = m.meta().generation;
+    let ns = m.namespace().unwrap_or_default();
+    let slow = Some(ctx.poll_interval * 5);
+    if !cluster.infrastructure_provisioned() {
+        waiting(
+            &mut status,
+            WAITING_FOR_CLUSTER_INFRASTRUCTURE,
+            "Waiting for the cluster infrastructure to be provisioned",
+            generation,
+        );
+        return Ok(Step { status, requeue: slow });
+    }
+    let Some(secret_name) = machine.data_secret_name() else {
+        waiting(
+            &mut status,
+            WAITING_FOR_BOOTSTRAP_DATA,
+            "Waiting for the bootstrap provider to produce the data secret",
+            generation,
+        );
+        return Ok(Step { status, requeue: slow });
+    };
+    let (infra_cluster, credentials) = match cluster_and_credentials(ctx, &ns, cluster).await? {
+        Ok(v) => v,
+        Err((reason, message)) => {
+            waiting(&mut status, &reason, message, generation);
+            return Ok(Step { status, requeue: slow });
+        }
+    };
+    let scope = MachineScope::<P> {
+        cluster: &infra_cluster,
+        machine: m,
+        credentials: &credentials,
+        identity: identity(m, cluster),
+        failure_domain: machine.spec.failure_domain.clone(),
+        control_plane: machine.is_control_plane(),
+    };
+    let provider = ctx.provider.as_ref();
+    let cloud = |e: P::Error| (e.is_retryable(), e.reason(), e.to_string());
+
+    // An operation in flight is polled, never started again.
+    if let Some(op) = status.operation.clone() {
+        match provider.poll_operation(&scope, &op).await {
+            Ok(OperationState::Running) => {
+                return Ok(Step {
+                    status,
+                    requeue: Some(ctx.poll_interval),
+                });
+            }
+            Ok(OperationState::Succeeded) => status.operation = None,
+            Ok(OperationState::Failed { message }) => {
+                status.operation = None;
+                waiting(
+                    &mut status,
+                    INSTANCE_PROVISIONING_FAILED,
+                    format!("{:?} failed: {message}", op.kind),
+                    generation,
+                );
+                ctx.event(&m.object_ref(&()), true, INSTANCE_PROVISIONING_FAILED, message)
+                    .await;
+                let delay = ctx.backoff.next_delay(&key(m));
+                return Ok(Step {
+                    status,
+                    requeue: Some(delay),
+                });
+            }
+            Err(e) => return cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
+        }
+    }
+
+    let instance = match provider.find_instance(&scope).await {
+        Ok(i) => i,
+        Err(e) => return cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
+    };
+    let Some(instance) = instance else {
+        if m.spec().provider_id().is_some() {
+            // It ran once and is gone: somebody deleted it behind our back. Recreating it would
+            // hide that from the owner; report it and let remediation replace the Machine.
+            status.initialization = Some(Initialization {
+                provisioned: Some(false),
+            });
+            status.ready = Some(false);
+            status.addresses = None;
+            waiting(
+                &mut status,
+                INSTANCE_NOT_FOUND,
+                "The instance was deleted outside of Capstan",
+                generation,
+            );
+            let already_reported = m
+                .status()
+                .and_then(|s| conditions::get(&s.conditions, INSTANCE_PROVISIONED))
+                .is_some_and(|c| c.reason == INSTANCE_NOT_FOUND);
+            if !already_reported {
+                ctx.event(
+                    &m.object_ref(&()),
+                    true,
+                    INSTANCE_NOT_FOUND,
+                    "the instance no longer exists in the cloud".into(),
+                )
+                .await;
+            }
+            return Ok(Step { status, requeue: None });
+        }
+        let bootstrap = match bootstrap_data(ctx, &ns, secret_name).await? {
+            Ok(b) => b,
+            Err(message) => {
+                waiting(&mut status, BOOTSTRAP_DATA_INVALID, message, generation);
+                return Ok(Step { status, requeue: slow });
+            }
+        };
+        return match provider.create_instance(&scope, &bootstrap).await {
+            Ok(op) => {
+                info!(operation = %op.id, "creating instance");
+                status.operation = Some(pending(OperationKind::Create, op));
+                waiting(&mut status, INSTANCE_PROVISIONING, "Creating the instance", generation);
+                ctx.event(
+                    &m.object_ref(&()),
+                    false,
+                    "CreatingInstance",
+                    format!("creating instance {}", scope.identity.name),
+                )
+                .await;
+                Ok(Step {
+                    status,
+                    requeue: Some(ctx.poll_interval),
+                })
+            }
+            Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
+        };
+    };
+
+    status.instance_id = Some(instance.id.clone());
+    status.instance_state = Some(instance.raw_state.clone());
+    if m.spec().provider_id() != Some(instance.provider_id.as_str()) {
+        let patch = json!({"spec": {"providerID": instance.provider_id}});
+        api.patch(&m.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    let was_provisioned = m
+        .status()
+        .and_then(|s| s.initialization.as_ref())
+        .and_then(|i| i.provisioned)
+        .unwrap_or(false);
+    match &instance.state {
+        InstanceState::Running if instance.addresses.is_empty() => {
+            waiting(
+                &mut status,
+                WAITING_FOR_ADDRESSES,
+                "The instance runs but reports no address yet",
+                generation,
+            );
+            Ok(Step {
+                status,
+                requeue: Some(ctx.poll_interval),
+            })
+        }
+        InstanceState::Running => {
+            status.addresses = Some(instance.addresses.clone());
+            status.failure_domain = instance.failure_domain.clone().or(scope.failure_domain.clone());
+            status.initialization = Some(Initialization {
+                provisioned: Some(true),
+            });
+            status.ready = Some(true);
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::truthy(INSTANCE_PROVISIONED, INSTANCE_RUNNING),
+                generation,
+            );
+            conditions::set(&mut status.conditions, NewCondition::truthy(READY, READY), generation);
+            if !was_provisioned {
+                if let Err(e) = provider.after_provisioned(&scope, &instance).await {
+                    // Provisioned all the same; the clean-up is retried on the next pass.
+                    warn!(error = %e, "post-provisioning clean-up failed");
+                    return Ok(Step {
+                        status,
+                        requeue: Some(ctx.backoff.next_delay(&key(m))),
+                    });
+                }
+                ctx.event(
+                    &m.object_ref(&()),
+                    false,
+                    "InstanceProvisioned",
+                    format!("instance {} is running", instance.id),
+                )
+                .await;
+            }
+            ctx.backoff.reset(&key(m));
+            Ok(Step { status, requeue: None })
+        }
+        InstanceState::Stopped => {
+            let bootstrap = match bootstrap_data(ctx, &ns, secret_name).await? {
+                Ok(b) => b,
+                Err(message) => {
+                    waiting(&mut status, BOOTSTRAP_DATA_INVALID, message, generation);
+                    return Ok(Step { status, requeue: slow });
+                }
+            };
+            match provider.start_instance(&scope, &instance, &bootstrap).await {
+                Ok(op) => {
+                    status.operation = op.map(|op| pending(OperationKind::Start, op));
+                    waiting(&mut status, INSTANCE_PROVISIONING, "Starting the instance", generation);
+                    Ok(Step {
+                        status,
+                        requeue: Some(ctx.poll_interval),
+                    })
+                }
+                Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
+            }
+        }
+        InstanceState::Failed(message) => {
+            waiting(&mut status, INSTANCE_PROVISIONING_FAILED, message.clone(), generation);
+            Ok(Step {
+                status,
+                requeue: Some(ctx.backoff.next_delay(&key(m))),
+            })
+        }
+        other => {
+            waiting(
+                &mut status,
+                INSTANCE_PROVISIONING,
+                format!("The instance is {other:?}"),
+                generation,
+            );
+            Ok(Step {
+                status,
+                requeue: Some(ctx.poll_interval),
+            })
+        }
+    }
+}
+
+fn key<K: Resource>(m: &K) -> String {
+    format!(
+        "{}/{}",
+        m.meta().namespace.clone().unwrap_or_default(),
+        m.meta().name.clone().unwrap_or_default()
+    )
+}
+
+/// A cloud error becomes a condition; retryable ones back off, terminal ones wait for a change.
+fn cloud_failure<P, K: Resource>(
+    ctx: &Ctx<P>,
+    m: &K,
+    mut status: InfraMachineStatus,
+    (retryable, reason, message): (bool, &'static str, String),
+    fallback_reason: &str,
+) -> Result<Step, Error> {
+    let generation = m.meta().generation;
+    let reason = if reason.is_empty() { fallback_reason } else { reason };
+    waiting(&mut status, reason, message.clone(), generation);
+    warn!(retryable, reason, error = %message, "cloud call failed");
+    let requeue = if retryable {
+        ctx.backoff.next_delay(&key(m))
+    } else {
+        ctx.resync_interval
+    };
+    Ok(Step {
+        status,
+        requeue: Some(requeue),
+    })
+}
+
+async fn delete<P>(
+    ctx: &Ctx<P>,
+    api: &Api<P::Machine>,
+    m: &P::Machine,
+    cluster: Option<&Cluster>,
+    mut status: InfraMachineStatus,
+) -> Result<Action, Error>
+where
+    P: InfraProvider,
+    <P::Machine as HasSpec>::Spec: InfraMachineSpec,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let generation = m.meta().generation;
+    let fin = finalizer_name::<P::Machine>();
+    if !m.finalizers().contains(&fin) {
+        return Ok(Action::await_change());
+    }
+    let ns = m.namespace().unwrap_or_default();
+    let fail = |status: &mut InfraMachineStatus, message: String| {
+        conditions::set(
+            &mut status.conditions,
+            NewCondition::new(conditions::DELETING, Status::True, DELETION_FAILED, message.clone()),
+            generation,
+        );
+        conditions::set(
+            &mut status.conditions,
+            NewCondition::falsy(READY, DELETION_FAILED, message),
+            generation,
+        );
+    };
+    // Without the Cluster chain there is no way to reach the cloud; deleting would leak the
+    // instance, so keep the finalizer and say why (see docs: removing it by hand forces deletion).
+    let Some(cluster) = cluster else {
+        fail(
+            &mut status,
+            "The owner Machine or Cluster is gone; cannot reach the cloud to delete the instance".into(),
+        );
+        write_status::<P>(ctx, api, m, status).await?;
+        return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+    };
+    let (infra_cluster, credentials) = match cluster_and_credentials(ctx, &ns, cluster).await? {
+        Ok(v) => v,
+        Err((_, message)) => {
+            fail(&mut status, message);
+            write_status::<P>(ctx, api, m, status).await?;
+            return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+        }
+    };
+    let scope = MachineScope::<P> {
+        cluster: &infra_cluster,
+        machine: m,
+        credentials: &credentials,
+        identity: identity(m, cluster),
+        failure_domain: None,
+        control_plane: false,
+    };
+    let provider = ctx.provider.as_ref();
+    if let Some(op) = status.operation.clone() {
+        match provider.poll_operation(&scope, &op).await {
+            Ok(OperationState::Running) => return Ok(Action::requeue(ctx.poll_interval)),
+            Ok(OperationState::Succeeded) => status.operation = None,
+            Ok(OperationState::Failed { message }) => {
+                status.operation = None;
+                // A create that failed while we delete needs no report; a failed delete does.
+                if op.kind == OperationKind::Delete {
+                    fail(&mut status, message);
+                }
+            }
+            Err(e) => {
+                fail(&mut status, e.to_string());
+                write_status::<P>(ctx, api, m, status).await?;
+                return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+            }
+        }
+    }
+    let instance = match provider.find_instance(&scope).await {
+        Ok(i) => i,
+        Err(e) => {
+            fail(&mut status, e.to_string());
+            write_status::<P>(ctx, api, m, status).await?;
+            return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+        }
+    };
+    let Some(instance) = instance else {
+        info!("instance gone, releasing the finalizer");
+        ctx.event(
+            &m.object_ref(&()),
+            false,
+            "InstanceDeleted",
+            "the instance is deleted".into(),
+        )
+        .await;
+        finalizer::remove(api, m, &fin, &ctx.field_manager).await?;
+        return Ok(Action::await_change());
+    };
+    match provider.delete_instance(&scope, &instance).await {
+        Ok(op) => {
+            status.operation = op.map(|op| pending(OperationKind::Delete, op));
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::truthy(conditions::DELETING, DELETING),
+                generation,
+            );
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(READY, DELETING, "Deleting the instance"),
+                generation,
+            );
+            write_status::<P>(ctx, api, m, status).await?;
+            Ok(Action::requeue(ctx.poll_interval))
+        }
+        Err(e) => {
+            fail(&mut status, e.to_string());
+            write_status::<P>(ctx, api, m, status).await?;
+            Ok(Action::requeue(ctx.backoff.next_delay(&key(m))))
+        }
+    }
+}
+
+/// Server-side applies the whole status (the core owns all of it), only when it changed.
+pub(crate) async fn write_status<P: InfraProvider>(
+    ctx: &Ctx<P>,
+    api: &Api<P::Machine>,
+    m: &P::Machine,
+    status: InfraMachineStatus,
+) -> Result<(), kube::Error> {
+    if m.status() == Some(&status) {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": P::Machine::api_version(&()),
+        "kind": P::Machine::kind(&()),
+        "status": status,
+    });
+    match api
+        .patch_status(
+            &m.name_any(),
+            &PatchParams::apply(&ctx.field_manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deleted while we worked: nothing to report on.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,245 @@
+//! The one trait a cloud implements, in cloud terms. Nothing Kubernetes-specific crosses it except
+//! the provider's own spec types, and nothing cloud-specific lives in the core.
+
+use std::future::Future;
+
+use capstan_api::core::{ApiEndpoint, FailureDomain, MachineAddress};
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use kube::core::object::{HasSpec, HasStatus};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::credentials::Credentials;
+use crate::status::{InfraClusterStatus, InfraMachineStatus, PendingOperation};
+
+/// The Kubernetes side of a provider's kind: a namespaced custom resource whose status is owned
+/// by the core.
+pub trait InfraKind:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + HasSpec
+    + HasStatus
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> InfraKind for K where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + HasSpec
+        + HasStatus
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// What the core needs to know of an InfraCluster spec.
+pub trait InfraClusterSpec {
+    /// Name of the Secret (same namespace) with the cloud credentials.
+    fn credentials_secret(&self) -> &str;
+    /// The endpoint the user supplied (external load balancer or VIP), if any.
+    fn control_plane_endpoint(&self) -> Option<&ApiEndpoint>;
+}
+
+/// What the core needs to know of an InfraMachine spec.
+pub trait InfraMachineSpec {
+    fn provider_id(&self) -> Option<&str>;
+}
+
+/// Stamped on the instance at creation (as an external UUID, tag or name) so it can be found
+/// again after a crash between "create requested" and "status written": never create twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceIdentity {
+    /// The InfraMachine's UID: unique, stable across restarts, never reused.
+    pub uid: String,
+    /// The InfraMachine's name, also the instance name.
+    pub name: String,
+    pub namespace: String,
+    pub cluster_name: String,
+}
+
+/// The instance's lifecycle state, normalised from the cloud's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstanceState {
+    Creating,
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    Deleting,
+    /// The cloud reports the instance broken; the message says how.
+    Failed(String),
+    Unknown(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// The cloud's id, as `find`/`delete` take it.
+    pub id: String,
+    /// `dcs://…`, `hcs://…`, `vsphere://…`: must equal what the cloud-controller-manager puts on the Node.
+    pub provider_id: String,
+    pub state: InstanceState,
+    /// The state word as the cloud reported it, for status.
+    pub raw_state: String,
+    pub addresses: Vec<MachineAddress>,
+    pub failure_domain: Option<String>,
+}
+
+/// A long-running cloud operation just started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    pub id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperationState {
+    Running,
+    Succeeded,
+    Failed { message: String },
+}
+
+/// Bootstrap data from the Machine's data secret (`value`, `format`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapData {
+    pub value: Vec<u8>,
+    pub format: BootstrapFormat,
+}
+
+impl std::fmt::Debug for BootstrapData {
+    // The document holds join tokens and keys: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapData")
+            .field("bytes", &self.value.len())
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootstrapFormat {
+    CloudConfig,
+    Ignition,
+}
+
+impl BootstrapFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "cloud-config" => Some(Self::CloudConfig),
+            "ignition" => Some(Self::Ignition),
+            _ => None,
+        }
+    }
+}
+
+/// What cluster infrastructure provides once it is up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterInfra {
+    /// An endpoint the provider created (a load balancer); `None` keeps the user's.
+    pub control_plane_endpoint: Option<ApiEndpoint>,
+    pub failure_domains: Vec<FailureDomain>,
+}
+
+/// Errors a cloud reports, classified so the core knows whether to retry.
+pub trait CloudError: std::error::Error + Send + Sync + 'static {
+    /// Worth retrying with backoff (5xx, throttling, timeouts, busy).
+    fn is_retryable(&self) -> bool;
+    /// The thing asked for does not exist.
+    fn is_not_found(&self) -> bool;
+    /// A condition reason a user can act on, e.g. `AuthenticationFailed`, `TemplateNotFound`.
+    fn reason(&self) -> &'static str;
+}
+
+/// Everything about one InfraMachine a provider may need.
+pub struct MachineScope<'a, P: InfraProvider + ?Sized> {
+    pub cluster: &'a P::Cluster,
+    pub machine: &'a P::Machine,
+    pub credentials: &'a Credentials,
+    pub identity: InstanceIdentity,
+    /// `Machine.spec.failureDomain`, where the instance must be placed.
+    pub failure_domain: Option<String>,
+    /// Whether the owner Machine is a control-plane machine.
+    pub control_plane: bool,
+}
+
+/// One cloud's operations. Methods are called from reconciles; each must return promptly: start
+/// long work and hand back an [`Operation`] that the core keeps in status and polls.
+pub trait InfraProvider: Send + Sync + 'static {
+    /// The InfraCluster kind (e.g. `DCSCluster`).
+    type Cluster: InfraKind<Status = InfraClusterStatus>;
+    /// The InfraMachine kind (e.g. `DCSMachine`).
+    type Machine: InfraKind<Status = InfraMachineStatus>;
+    type Error: CloudError;
+
+    /// Short name used in metrics, events and field managers (`dcs`).
+    fn name(&self) -> &'static str;
+
+    /// Brings cluster-level infrastructure up (or checks it is reachable) and reports what it offers.
+    fn ensure_cluster_infra(
+        &self,
+        cluster: &Self::Cluster,
+        credentials: &Credentials,
+    ) -> impl Future<Output = Result<ClusterInfra, Self::Error>> + Send;
+
+    /// Removes cluster-level infrastructure; done when it returns `Ok`.
+    fn delete_cluster_infra(
+        &self,
+        cluster: &Self::Cluster,
+        credentials: &Credentials,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Finds the instance by the identity stamped on it at creation.
+    fn find_instance(
+        &self,
+        scope: &MachineScope<'_, Self>,
+    ) -> impl Future<Output = Result<Option<Instance>, Self::Error>> + Send;
+
+    /// Starts creating the instance. It must carry `scope.identity` so `find_instance` sees it at
+    /// once, even before the operation completes.
+    fn create_instance(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        bootstrap: &BootstrapData,
+    ) -> impl Future<Output = Result<Operation, Self::Error>> + Send;
+
+    /// Brings a created, stopped instance up with its bootstrap data. `None` when there is nothing
+    /// to do.
+    fn start_instance(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        instance: &Instance,
+        bootstrap: &BootstrapData,
+    ) -> impl Future<Output = Result<Option<Operation>, Self::Error>> + Send;
+
+    /// Where an operation kept in status stands.
+    fn poll_operation(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        operation: &PendingOperation,
+    ) -> impl Future<Output = Result<OperationState, Self::Error>> + Send;
+
+    /// Starts deleting the instance; `None` when it is already gone.
+    fn delete_instance(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<Option<Operation>, Self::Error>> + Send;
+
+    /// Called once the machine is provisioned (e.g. to remove a bootstrap volume).
+    fn after_provisioned(
+        &self,
+        _scope: &MachineScope<'_, Self>,
+        _instance: &Instance,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
+}

@@ -1,0 +1,23 @@
+//! Condition types and reasons the core sets. Reasons are what a user acts on, so each names the
+//! thing that is missing or wrong.
+
+/// InfraMachine condition: the instance exists and runs with addresses.
+pub const INSTANCE_PROVISIONED: &str = "InstanceProvisioned";
+/// InfraCluster condition: the cloud behind the cluster is reachable with its credentials.
+pub const CLOUD_AVAILABLE: &str = "CloudAvailable";
+
+pub const WAITING_FOR_OWNER: &str = "WaitingForOwner";
+pub const WAITING_FOR_CLUSTER_INFRASTRUCTURE: &str = "WaitingForClusterInfrastructure";
+pub const WAITING_FOR_BOOTSTRAP_DATA: &str = "WaitingForBootstrapData";
+pub const INSTANCE_PROVISIONING: &str = "InstanceProvisioning";
+pub const INSTANCE_PROVISIONING_FAILED: &str = "InstanceProvisioningFailed";
+pub const INSTANCE_NOT_FOUND: &str = "InstanceNotFound";
+pub const INSTANCE_RUNNING: &str = "InstanceRunning";
+pub const WAITING_FOR_ADDRESSES: &str = "WaitingForAddresses";
+pub const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";
+pub const BOOTSTRAP_DATA_INVALID: &str = "BootstrapDataInvalid";
+pub const DELETING: &str = "Deleting";
+pub const DELETION_FAILED: &str = "DeletionFailed";
+pub const READY: &str = "Ready";
+pub const NOT_READY: &str = "NotReady";
+pub const PROVISIONED: &str = "Provisioned";

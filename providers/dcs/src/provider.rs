@@ -1,0 +1,378 @@
+//! The DCS implementation of the lifecycle core's [`InfraProvider`]: VMs cloned from a template,
+//! stamped with the DCSMachine's UID as `externalUuid`, booted with a NoCloud ISO.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use capstan_api::core::{MachineAddress, MachineAddressType};
+use capstan_lifecycle::status::PendingOperation;
+use capstan_lifecycle::{
+    BootstrapData, BootstrapFormat, CloudError, ClusterInfra, Credentials, InfraProvider, Instance, InstanceState,
+    MachineScope, Operation, OperationState,
+};
+use capstan_runtime::metrics::Metrics;
+use kube::ResourceExt;
+
+use crate::api::{DCSCluster, DCSMachine, PasswordEncodingSpec};
+use crate::client::{
+    ApiCall, ApiObserver, CallOutcome, CloneSpec, DcsClient, DcsClientPool, DcsConfig, DcsError, DiskSpec, NicSpec,
+    PasswordEncoding, StaticIpv4, StopMode, TaskStatus, UserType, Vm, VmState,
+};
+use crate::iso::{BootstrapVolume, NoCloudSeed, static_network_config};
+
+/// The `dcs://` providerID of a VM: its UUID, which is what the DCS cloud-controller-manager writes
+/// on the Node.
+pub fn provider_id(vm: &Vm) -> String {
+    format!("dcs://{}", vm.uuid)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("invalid credentials secret: {0}")]
+    Credentials(String),
+    #[error("invalid machine spec: {0}")]
+    Spec(String),
+    #[error("VM template {0:?} not found")]
+    TemplateNotFound(String),
+    #[error("bootstrap data in {0:?} format is not supported by the DCS provider yet")]
+    UnsupportedBootstrapFormat(BootstrapFormat),
+    #[error("cannot build the bootstrap ISO: {0}")]
+    Iso(String),
+    #[error("the VM is {0}; waiting for its current task to finish")]
+    Busy(String),
+    #[error(transparent)]
+    Dcs(#[from] DcsError),
+}
+
+impl CloudError for ProviderError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::Busy(_)) || matches!(self, ProviderError::Dcs(e) if e.is_retryable())
+    }
+    fn is_not_found(&self) -> bool {
+        matches!(self, ProviderError::Dcs(e) if e.is_not_found()) || matches!(self, ProviderError::TemplateNotFound(_))
+    }
+    fn reason(&self) -> &'static str {
+        match self {
+            ProviderError::Credentials(_) => "InvalidCredentials",
+            ProviderError::Spec(_) => "InvalidSpec",
+            ProviderError::TemplateNotFound(_) => "TemplateNotFound",
+            ProviderError::UnsupportedBootstrapFormat(_) => "UnsupportedBootstrapFormat",
+            ProviderError::Iso(_) => "BootstrapVolumeFailed",
+            ProviderError::Busy(_) => "InstanceBusy",
+            ProviderError::Dcs(DcsError::Auth { .. }) => "AuthenticationFailed",
+            ProviderError::Dcs(DcsError::Forbidden { .. }) => "PermissionDenied",
+            ProviderError::Dcs(e) if e.is_retryable() => "CloudUnavailable",
+            ProviderError::Dcs(_) => "CloudAPIError",
+        }
+    }
+}
+
+/// Reports every VRM call to the process metrics.
+struct MetricsObserver(Arc<Metrics>);
+
+impl ApiObserver for MetricsObserver {
+    fn observe(&self, call: &ApiCall<'_>) {
+        let class = match call.outcome {
+            CallOutcome::Success => None,
+            CallOutcome::RetryableError => Some("retryable"),
+            CallOutcome::TerminalError => Some("terminal"),
+        };
+        self.0.observe_cloud_call("dcs", call.operation, call.duration, class);
+    }
+}
+
+pub struct DcsProvider {
+    pool: DcsClientPool,
+}
+
+impl DcsProvider {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            pool: DcsClientPool::new(Arc::new(MetricsObserver(metrics))),
+        }
+    }
+
+    fn client(&self, cluster: &DCSCluster, creds: &Credentials) -> Result<DcsClient, ProviderError> {
+        let ns = cluster.namespace().unwrap_or_default();
+        let secret = &cluster.spec.credentials_secret_ref.name;
+        let need = |k: &str| {
+            creds
+                .require(k, &ns, secret)
+                .map_err(|e| ProviderError::Credentials(e.to_string()))
+        };
+        let endpoint = need("endpoint")?;
+        let endpoint = reqwest::Url::parse(endpoint)
+            .map_err(|e| ProviderError::Credentials(format!("endpoint {endpoint:?} is not a URL: {e}")))?;
+        let mut config = DcsConfig::new(endpoint, need("authUser")?, need("authKey")?.to_string());
+        if let Some(t) = creds.get("userType") {
+            config.user_type = UserType::parse(t)
+                .ok_or_else(|| ProviderError::Credentials(format!("userType {t:?} is not interconnect or domain")))?;
+        }
+        config.site = cluster
+            .spec
+            .site
+            .clone()
+            .or_else(|| creds.get("site").map(str::to_string));
+        if let Some(tls) = &cluster.spec.tls {
+            config.ca_bundle_pem = tls.ca_bundle.as_ref().map(|p| p.as_bytes().to_vec());
+            config.insecure_skip_verify = tls.insecure_skip_verify.unwrap_or(false);
+        }
+        config.password_encoding = match cluster.spec.password_encoding {
+            Some(PasswordEncodingSpec::Sha256Hex) => PasswordEncoding::Sha256Hex,
+            _ => PasswordEncoding::Plain,
+        };
+        Ok(self.pool.client(config)?)
+    }
+}
+
+fn instance(vm: &Vm) -> Instance {
+    let state = match vm.state() {
+        VmState::Creating => InstanceState::Creating,
+        VmState::Stopped => InstanceState::Stopped,
+        VmState::Starting => InstanceState::Starting,
+        VmState::Running => InstanceState::Running,
+        VmState::Stopping => InstanceState::Stopping,
+        VmState::Other(s) if s == "fault-resuming" || s == "unknown" => InstanceState::Failed(format!("VM state {s}")),
+        VmState::Other(s) => InstanceState::Unknown(s),
+    };
+    let mut addresses: Vec<MachineAddress> = vm
+        .ipv4_addresses()
+        .into_iter()
+        .map(|ip| MachineAddress {
+            type_: MachineAddressType::InternalIP,
+            address: ip.to_string(),
+        })
+        .collect();
+    if !addresses.is_empty() {
+        addresses.push(MachineAddress {
+            type_: MachineAddressType::Hostname,
+            address: vm.name.clone(),
+        });
+    }
+    Instance {
+        id: vm.urn.clone(),
+        provider_id: provider_id(vm),
+        state,
+        raw_state: vm.status.clone(),
+        addresses,
+        failure_domain: None,
+    }
+}
+
+fn task_id(task_uri: &str, task_urn: &str) -> String {
+    if task_uri.is_empty() {
+        task_urn.to_string()
+    } else {
+        task_uri.to_string()
+    }
+}
+
+fn parse_ip(s: &str, what: &str) -> Result<Ipv4Addr, ProviderError> {
+    s.parse()
+        .map_err(|_| ProviderError::Spec(format!("{what} {s:?} is not an IPv4 address")))
+}
+
+fn static_ipv4(addr: &crate::api::StaticAddress) -> Result<StaticIpv4, ProviderError> {
+    Ok(StaticIpv4 {
+        address: parse_ip(&addr.address, "address")?,
+        prefix_len: addr.prefix_length,
+        gateway: addr.gateway.as_deref().map(|g| parse_ip(g, "gateway")).transpose()?,
+        dns: addr
+            .dns
+            .iter()
+            .flatten()
+            .map(|d| parse_ip(d, "dns"))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+impl InfraProvider for DcsProvider {
+    type Cluster = DCSCluster;
+    type Machine = DCSMachine;
+    type Error = ProviderError;
+
+    fn name(&self) -> &'static str {
+        "dcs"
+    }
+
+    async fn ensure_cluster_infra(
+        &self,
+        cluster: &DCSCluster,
+        creds: &Credentials,
+    ) -> Result<ClusterInfra, ProviderError> {
+        // DCS has no load balancer: the endpoint is the user's. Being provisioned means the VRM
+        // answers with these credentials and the site exists.
+        let client = self.client(cluster, creds)?;
+        client.site().await?;
+        Ok(ClusterInfra::default())
+    }
+
+    async fn delete_cluster_infra(&self, _cluster: &DCSCluster, _creds: &Credentials) -> Result<(), ProviderError> {
+        // Nothing cluster-level is created on DCS.
+        Ok(())
+    }
+
+    async fn find_instance(&self, scope: &MachineScope<'_, Self>) -> Result<Option<Instance>, ProviderError> {
+        let client = self.client(scope.cluster, scope.credentials)?;
+        // The identity stamped at clone time; the name alone could belong to someone else's VM.
+        let vm = client.find_vm_by_external_uuid(&scope.identity.uid).await?;
+        Ok(vm.as_ref().map(instance))
+    }
+
+    async fn create_instance(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        bootstrap: &BootstrapData,
+    ) -> Result<Operation, ProviderError> {
+        if bootstrap.format != BootstrapFormat::CloudConfig {
+            return Err(ProviderError::UnsupportedBootstrapFormat(bootstrap.format));
+        }
+        let client = self.client(scope.cluster, scope.credentials)?;
+        let spec = &scope.machine.spec;
+        let template = client.find_template(&spec.template).await.map_err(|e| {
+            if e.is_not_found() {
+                ProviderError::TemplateNotFound(spec.template.clone())
+            } else {
+                e.into()
+            }
+        })?;
+        let mut clone = CloneSpec::new(&scope.identity.name);
+        clone.description = format!(
+            "Capstan machine {}/{} of cluster {}",
+            scope.identity.namespace, scope.identity.name, scope.identity.cluster_name
+        );
+        clone.external_uuid = Some(scope.identity.uid.clone());
+        clone.hostname = Some(scope.identity.name.clone());
+        clone.cpu = Some(spec.cpu as u32);
+        clone.memory_mib = Some(spec.memory_mib as u64);
+        // The ISO has to be attached before the first boot, so never auto-boot.
+        clone.auto_boot = false;
+        if let Some(cluster) = spec.placement.as_ref().and_then(|p| p.cluster.as_deref()) {
+            clone.location = Some(client.find_cluster(cluster).await?.urn);
+        }
+        clone.disks.push(DiskSpec {
+            sequence_num: 1,
+            size_gb: spec.system_disk_gib.unwrap_or(0) as u64,
+            datastore_urn: None,
+            thin: true,
+        });
+        for (i, d) in spec.data_disks.iter().flatten().enumerate() {
+            clone.disks.push(DiskSpec {
+                sequence_num: i as u32 + 2,
+                size_gb: d.size_gib as u64,
+                datastore_urn: Some(client.find_datastore(&d.datastore).await?.urn),
+                thin: true,
+            });
+        }
+        for nic in &spec.nics {
+            let pg = client.find_port_group(&nic.dv_switch, &nic.port_group).await?;
+            clone.nics.push(NicSpec {
+                port_group_urn: pg.urn,
+                ipv4: nic.ipv4.as_ref().map(static_ipv4).transpose()?,
+            });
+        }
+        let result = client.clone_vm(&template, &clone).await?;
+        Ok(Operation {
+            id: task_id(&result.task_uri, &result.task_urn),
+        })
+    }
+
+    async fn start_instance(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        instance: &Instance,
+        bootstrap: &BootstrapData,
+    ) -> Result<Option<Operation>, ProviderError> {
+        let client = self.client(scope.cluster, scope.credentials)?;
+        let vm = client.get_vm(&instance.id).await?;
+        if vm.cd_rom_status.as_deref() != Some("occupied") {
+            // First the bootstrap volume, then (next pass) the power-on.
+            let network_config = scope
+                .machine
+                .spec
+                .nics
+                .first()
+                .and_then(|n| n.ipv4.as_ref())
+                .map(|a| static_ipv4(a).map(|s| static_network_config(s.address, s.prefix_len, s.gateway, &s.dns)));
+            let seed = NoCloudSeed {
+                instance_id: scope.identity.uid.clone(),
+                hostname: scope.identity.name.clone(),
+                user_data: bootstrap.value.clone(),
+                network_config: network_config.transpose()?,
+            };
+            let iso = seed.to_iso().map_err(|e| ProviderError::Iso(e.to_string()))?;
+            let uploaded = client
+                .upload_iso(&instance.id, &format!("capstan-{}.iso", scope.identity.uid), iso)
+                .await?;
+            let task = client.attach_cdrom(&instance.id, &uploaded.device_path).await?;
+            return Ok(Some(Operation {
+                id: task_id(&task.task_uri, &task.task_urn),
+            }));
+        }
+        let task = client.start_vm(&instance.id).await?;
+        Ok(Some(Operation {
+            id: task_id(&task.task_uri, &task.task_urn),
+        }))
+    }
+
+    async fn poll_operation(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        operation: &PendingOperation,
+    ) -> Result<OperationState, ProviderError> {
+        let client = self.client(scope.cluster, scope.credentials)?;
+        let task = match client.get_task(&operation.id).await {
+            Ok(t) => t,
+            // VRM forgets finished tasks after a while; the instance's state decides then.
+            Err(e) if e.is_not_found() => return Ok(OperationState::Succeeded),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match task.status() {
+            TaskStatus::Success => OperationState::Succeeded,
+            TaskStatus::Failed => OperationState::Failed {
+                message: task.failure_reason(),
+            },
+            _ => OperationState::Running,
+        })
+    }
+
+    async fn delete_instance(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        instance: &Instance,
+    ) -> Result<Option<Operation>, ProviderError> {
+        let client = self.client(scope.cluster, scope.credentials)?;
+        if matches!(instance.state, InstanceState::Running | InstanceState::Starting) {
+            // VRM deletes only stopped VMs; a forced stop is fine, the node is going away.
+            let task = client.stop_vm(&instance.id, StopMode::Force).await?;
+            return Ok(Some(Operation {
+                id: task_id(&task.task_uri, &task.task_urn),
+            }));
+        }
+        if matches!(
+            instance.state,
+            InstanceState::Creating | InstanceState::Stopping | InstanceState::Deleting
+        ) {
+            // A task is still working on it; the core comes back and asks again.
+            return Err(ProviderError::Busy(instance.raw_state.clone()));
+        }
+        match client.delete_vm(&instance.id).await {
+            Ok(task) => Ok(Some(Operation {
+                id: task_id(&task.task_uri, &task.task_urn),
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn after_provisioned(
+        &self,
+        scope: &MachineScope<'_, Self>,
+        instance: &Instance,
+    ) -> Result<(), ProviderError> {
+        // The bootstrap volume holds join secrets: take it away once the machine is up.
+        let client = self.client(scope.cluster, scope.credentials)?;
+        client.detach_cdrom(&instance.id).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! The standalone Cluster controller against a real kube-apiserver with the upstream CAPI CRDs and
+//! a minimal InfraCluster kind that the test drives by hand, acting as an infrastructure provider.
+
+use std::time::Duration;
+
+use capstan_api::conditions;
+use capstan_api::core::{Cluster, ClusterPhase, Machine};
+use capstan_e2e::{TestEnv, wait_for};
+use capstan_runtime::metrics::Metrics;
+use capstan_runtime::{Provider, ProviderContext, Scope};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn infra_crd() -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": "testinfraclusters.infrastructure.cluster.x-k8s.io",
+            "labels": {"cluster.x-k8s.io/v1beta2": "v1alpha1"}
+        },
+        "spec": {
+            "group": "infrastructure.cluster.x-k8s.io",
+            "names": {"kind": "TestInfraCluster", "plural": "testinfraclusters", "singular": "testinfracluster", "listKind": "TestInfraClusterList"},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1alpha1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                }}}
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+async fn cluster(api: &Api<Cluster>) -> Cluster {
+    api.get("c1").await.unwrap()
+}
+
+#[tokio::test]
+async fn cluster_follows_its_infrastructure_and_deletes_in_order() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
+    let env = TestEnv::start().await.unwrap();
+    env.install_crds(&[infra_crd()]).await.unwrap();
+    let client = env.client().await.unwrap();
+    let shutdown = CancellationToken::new();
+    let ctx = ProviderContext {
+        client: client.clone(),
+        scope: Scope {
+            namespace: Some("default".into()),
+            watch_filter: None,
+        },
+        metrics: std::sync::Arc::new(Metrics::new()),
+        shutdown: shutdown.clone(),
+    };
+    let running = tokio::spawn(capstan_standalone::Standalone.run(ctx));
+
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), "default");
+    let machines: Api<Machine> = Api::namespaced(client.clone(), "default");
+    let gvk = GroupVersionKind::gvk("infrastructure.cluster.x-k8s.io", "v1alpha1", "TestInfraCluster");
+    let infras: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&gvk, "testinfraclusters"),
+    );
+
+    let c: Cluster = serde_json::from_value(json!({
+        "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+        "metadata": {"name": "c1", "namespace": "default"},
+        "spec": {
+            "clusterNetwork": {"pods": {"cidrBlocks": ["192.168.0.0/16"]}},
+            "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "TestInfraCluster", "name": "c1"}
+        }
+    }))
+    .unwrap();
+    clusters.create(&PostParams::default(), &c).await.unwrap();
+
+    // No InfraCluster yet: the Cluster says so, with the finalizer already in place.
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            let c = cluster(&clusters).await;
+            let st = c.status.clone().unwrap_or_default();
+            c.metadata
+                .finalizers
+                .unwrap_or_default()
+                .contains(&"cluster.cluster.x-k8s.io".to_string())
+                && st.phase == Some(ClusterPhase::Provisioning)
+                && conditions::get(&st.conditions, "InfrastructureReady")
+                    .is_some_and(|c| c.reason == "InfrastructureDoesNotExist")
+        })
+        .await,
+        "{:?}",
+        cluster(&clusters).await.status
+    );
+
+    let infra: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1alpha1", "kind": "TestInfraCluster",
+        "metadata": {"name": "c1", "namespace": "default"},
+        "spec": {"controlPlaneEndpoint": {"host": "10.1.2.3", "port": 6443}}
+    }))
+    .unwrap();
+    infras.create(&PostParams::default(), &infra).await.unwrap();
+    // The controller adopts it: owner reference to the Cluster and the cluster-name label.
+    let uid = cluster(&clusters).await.metadata.uid.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            let i = infras.get("c1").await.unwrap();
+            i.metadata
+                .owner_references
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o.uid == uid && o.kind == "Cluster")
+                && i.metadata
+                    .labels
+                    .unwrap_or_default()
+                    .get("cluster.x-k8s.io/cluster-name")
+                    .map(String::as_str)
+                    == Some("c1")
+        })
+        .await
+    );
+    assert!(!cluster(&clusters).await.infrastructure_provisioned());
+
+    // The "provider" reports it provisioned: endpoint and failure domains flow to the Cluster.
+    infras
+        .patch_status(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "initialization": {"provisioned": true},
+                "failureDomains": [{"name": "az1", "controlPlane": true}, {"name": "az2"}],
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Provisioned", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+            }})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            let c = cluster(&clusters).await;
+            c.infrastructure_provisioned() && c.status.as_ref().and_then(|s| s.phase) == Some(ClusterPhase::Provisioned)
+        })
+        .await,
+        "{:?}",
+        cluster(&clusters).await
+    );
+    let c = cluster(&clusters).await;
+    let ep = c.spec.control_plane_endpoint.clone().unwrap();
+    assert_eq!((ep.host.as_deref(), ep.port), (Some("10.1.2.3"), Some(6443)));
+    let st = c.status.clone().unwrap();
+    let fds: Vec<&str> = st
+        .failure_domains
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(fds, ["az1", "az2"]);
+    assert!(conditions::is_true(&st.conditions, "InfrastructureReady"));
+    assert!(!c.control_plane_initialized());
+
+    // A control-plane Machine with a node initializes the control plane.
+    let m: Machine = serde_json::from_value(json!({
+        "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+        "metadata": {"name": "cp-0", "namespace": "default",
+                     "labels": {"cluster.x-k8s.io/cluster-name": "c1", "cluster.x-k8s.io/control-plane": ""}},
+        "spec": {"clusterName": "c1", "bootstrap": {"dataSecretName": "cp-0"},
+                 "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "TestInfraMachine", "name": "cp-0"}}
+    }))
+    .unwrap();
+    machines.create(&PostParams::default(), &m).await.unwrap();
+    machines
+        .patch_status(
+            "cp-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"nodeRef": {"name": "node-0"}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            cluster(&clusters).await.control_plane_initialized()
+        })
+        .await
+    );
+    assert!(conditions::is_true(
+        &cluster(&clusters).await.status.unwrap().conditions,
+        "ControlPlaneInitialized"
+    ));
+
+    // Paused: nothing the infrastructure does reaches the Cluster.
+    clusters
+        .patch(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            conditions::is_true(&cluster(&clusters).await.status.unwrap().conditions, "Paused")
+        })
+        .await
+    );
+    infras
+        .patch_status(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"failureDomains": [{"name": "az9"}]}})),
+        )
+        .await
+        .unwrap();
+    // Another Cluster event while paused must not copy the change either.
+    clusters
+        .patch(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"poke": "1"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fds = cluster(&clusters).await.status.unwrap().failure_domains.unwrap();
+    assert_eq!(fds.len(), 2, "paused cluster kept its failure domains: {fds:?}");
+    clusters
+        .patch(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            cluster(&clusters)
+                .await
+                .status
+                .unwrap()
+                .failure_domains
+                .unwrap()
+                .iter()
+                .any(|f| f.name == "az9")
+        })
+        .await
+    );
+
+    // Deletion: Machines first, then the InfraCluster, then the Cluster itself.
+    clusters.delete("c1", &DeleteParams::default()).await.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            machines.get_opt("cp-0").await.unwrap().is_none()
+        })
+        .await
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            infras.get_opt("c1").await.unwrap().is_none()
+        })
+        .await
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            clusters.get_opt("c1").await.unwrap().is_none()
+        })
+        .await
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("controllers stop on shutdown")
+        .unwrap()
+        .unwrap();
+}
