@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use capstan_api::contract::LABEL_CLUSTER_NAME;
 use capstan_api::core::{Cluster, Machine};
 use capstan_runtime::preflight::RequiredCrd;
 use capstan_runtime::{BoxError, ProviderContext};
@@ -27,6 +28,7 @@ pub struct LifecycleProvider<P> {
     installed_by: &'static str,
     factory: Factory<P>,
     poll_interval: Option<Duration>,
+    resync_interval: Option<Duration>,
 }
 
 impl<P: InfraProvider> LifecycleProvider<P> {
@@ -43,7 +45,14 @@ impl<P: InfraProvider> LifecycleProvider<P> {
             installed_by,
             factory: Box::new(factory),
             poll_interval: None,
+            resync_interval: None,
         }
+    }
+
+    /// How often a provisioned machine is checked against the cloud (default 5 min).
+    pub fn with_resync_interval(mut self, interval: Duration) -> Self {
+        self.resync_interval = Some(interval);
+        self
     }
 
     /// How often in-flight cloud operations are polled (default 2 s).
@@ -95,10 +104,14 @@ where
         let provider = Arc::new((self.factory)(ctx.metrics.clone()));
         let name = self.name;
         let poll = self.poll_interval;
+        let resync = self.resync_interval;
         Box::pin(async move {
             let mut state = Ctx::new(provider, name, ctx.client.clone(), ctx.metrics.clone());
             if let Some(p) = poll {
                 state.poll_interval = p;
+            }
+            if let Some(r) = resync {
+                state.resync_interval = r;
             }
             let state = Arc::new(state);
             let machines = run_machines::<P>(&ctx, state.clone(), name);
@@ -118,41 +131,59 @@ where
     let controller = P::Machine::kind(&()).to_lowercase();
     let kind = P::Machine::kind(&()).to_string();
     let shutdown = ctx.shutdown.clone();
-    Controller::new(
+    let controller_ = Controller::new(
         ctx.scope.api::<P::Machine>(ctx.client.clone()),
         ctx.scope.watcher_config(),
-    )
-    // The owner Machine gaining its data secret, or being paused, must wake its InfraMachine.
-    .watches(
-        ctx.scope.api::<Machine>(ctx.client.clone()),
-        ctx.scope.watcher_config(),
-        move |m: Machine| {
-            (m.spec.infrastructure_ref.kind == kind)
-                .then(|| ObjectRef::new(&m.spec.infrastructure_ref.name).within(&m.namespace().unwrap_or_default()))
-        },
-    )
-    .graceful_shutdown_on(async move { shutdown.cancelled().await })
-    .run(
-        move |obj, state: Arc<Ctx<P>>| {
-            let controller = controller.clone();
-            async move {
-                let span =
-                    info_span!("reconcile", provider = name, controller = %controller, object = %key(obj.as_ref()));
-                let timer = Timer::start();
-                let result = crate::machine::reconcile::<P>(obj, state.clone())
-                    .instrument(span)
-                    .await;
-                state
-                    .metrics
-                    .observe_reconcile(&controller, timer.elapsed(), result.as_ref().err().map(Error::reason));
-                result
-            }
-        },
-        |obj: Arc<P::Machine>, err: &Error, state: Arc<Ctx<P>>| error_policy(&key(obj.as_ref()), err, &state),
-        state,
-    )
-    .for_each(|_| async {})
-    .await;
+    );
+    // A Cluster being paused, unpaused or provisioned wakes every InfraMachine labelled with it.
+    let store = controller_.store();
+    controller_
+        .watches(
+            ctx.scope.api::<Cluster>(ctx.client.clone()),
+            ctx.scope.watcher_config(),
+            move |c: Cluster| {
+                let (name, ns) = (c.name_any(), c.namespace());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|m| m.namespace() == ns && m.labels().get(LABEL_CLUSTER_NAME) == Some(&name))
+                    .map(|m| ObjectRef::from_obj(m.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // The owner Machine gaining its data secret, or being paused, must wake its InfraMachine.
+        .watches(
+            ctx.scope.api::<Machine>(ctx.client.clone()),
+            ctx.scope.watcher_config(),
+            move |m: Machine| {
+                (m.spec.infrastructure_ref.kind == kind)
+                    .then(|| ObjectRef::new(&m.spec.infrastructure_ref.name).within(&m.namespace().unwrap_or_default()))
+            },
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            move |obj, state: Arc<Ctx<P>>| {
+                let controller = controller.clone();
+                async move {
+                    let span =
+                        info_span!("reconcile", provider = name, controller = %controller, object = %key(obj.as_ref()));
+                    let timer = Timer::start();
+                    let result = crate::machine::reconcile::<P>(obj, state.clone())
+                        .instrument(span)
+                        .await;
+                    state.metrics.observe_reconcile(
+                        &controller,
+                        timer.elapsed(),
+                        result.as_ref().err().map(Error::reason),
+                    );
+                    result
+                }
+            },
+            |obj: Arc<P::Machine>, err: &Error, state: Arc<Ctx<P>>| error_policy(&key(obj.as_ref()), err, &state),
+            state,
+        )
+        .for_each(|_| async {})
+        .await;
 }
 
 async fn run_clusters<P>(ctx: &ProviderContext, state: Arc<Ctx<P>>, name: &'static str)

@@ -47,6 +47,19 @@ pub fn finalizer_name<K: Resource<DynamicType = ()>>() -> String {
 struct Step {
     status: InfraMachineStatus,
     requeue: Option<Duration>,
+    /// `spec.providerID` to set, written after the status so that any reconcile the spec write
+    /// triggers already sees the operation now in flight.
+    provider_id: Option<String>,
+}
+
+impl Step {
+    fn new(status: InfraMachineStatus, requeue: Option<Duration>) -> Self {
+        Self {
+            status,
+            requeue,
+            provider_id: None,
+        }
+    }
 }
 
 pub async fn reconcile<P>(obj: Arc<P::Machine>, ctx: Arc<Ctx<P>>) -> Result<Action, Error>
@@ -106,9 +119,14 @@ where
         return Ok(Action::await_change());
     }
 
-    let step = provision::<P>(&ctx, &api, m, &machine, &cluster, status).await?;
+    let step = provision::<P>(&ctx, m, &machine, &cluster, status).await?;
     let requeue = step.requeue;
     write_status::<P>(&ctx, &api, m, step.status).await?;
+    if let Some(id) = step.provider_id {
+        let patch = json!({"spec": {"providerID": id}});
+        api.patch(&m.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
     Ok(requeue
         .map(Action::requeue)
         .unwrap_or_else(|| Action::requeue(ctx.resync_interval)))
@@ -205,7 +223,6 @@ fn pending(kind: OperationKind, op: Operation) -> PendingOperation {
 
 async fn provision<P>(
     ctx: &Ctx<P>,
-    api: &Api<P::Machine>,
     m: &P::Machine,
     machine: &Machine,
     cluster: &Cluster,
@@ -226,7 +243,7 @@ where
             "Waiting for the cluster infrastructure to be provisioned",
             generation,
         );
-        return Ok(Step { status, requeue: slow });
+        return Ok(Step::new(status, slow));
     }
     let Some(secret_name) = machine.data_secret_name() else {
         waiting(
@@ -235,13 +252,13 @@ where
             "Waiting for the bootstrap provider to produce the data secret",
             generation,
         );
-        return Ok(Step { status, requeue: slow });
+        return Ok(Step::new(status, slow));
     };
     let (infra_cluster, credentials) = match cluster_and_credentials(ctx, &ns, cluster).await? {
         Ok(v) => v,
         Err((reason, message)) => {
             waiting(&mut status, &reason, message, generation);
-            return Ok(Step { status, requeue: slow });
+            return Ok(Step::new(status, slow));
         }
     };
     let scope = MachineScope::<P> {
@@ -259,10 +276,7 @@ where
     if let Some(op) = status.operation.clone() {
         match provider.poll_operation(&scope, &op).await {
             Ok(OperationState::Running) => {
-                return Ok(Step {
-                    status,
-                    requeue: Some(ctx.poll_interval),
-                });
+                return Ok(Step::new(status, Some(ctx.poll_interval)));
             }
             Ok(OperationState::Succeeded) => status.operation = None,
             Ok(OperationState::Failed { message }) => {
@@ -276,10 +290,7 @@ where
                 ctx.event(&m.object_ref(&()), true, INSTANCE_PROVISIONING_FAILED, message)
                     .await;
                 let delay = ctx.backoff.next_delay(&key(m));
-                return Ok(Step {
-                    status,
-                    requeue: Some(delay),
-                });
+                return Ok(Step::new(status, Some(delay)));
             }
             Err(e) => return cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
         }
@@ -317,13 +328,13 @@ where
                 )
                 .await;
             }
-            return Ok(Step { status, requeue: None });
+            return Ok(Step::new(status, None));
         }
         let bootstrap = match bootstrap_data(ctx, &ns, secret_name).await? {
             Ok(b) => b,
             Err(message) => {
                 waiting(&mut status, BOOTSTRAP_DATA_INVALID, message, generation);
-                return Ok(Step { status, requeue: slow });
+                return Ok(Step::new(status, slow));
             }
         };
         return match provider.create_instance(&scope, &bootstrap).await {
@@ -338,10 +349,7 @@ where
                     format!("creating instance {}", scope.identity.name),
                 )
                 .await;
-                Ok(Step {
-                    status,
-                    requeue: Some(ctx.poll_interval),
-                })
+                Ok(Step::new(status, Some(ctx.poll_interval)))
             }
             Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
         };
@@ -349,11 +357,34 @@ where
 
     status.instance_id = Some(instance.id.clone());
     status.instance_state = Some(instance.raw_state.clone());
-    if m.spec().provider_id() != Some(instance.provider_id.as_str()) {
-        let patch = json!({"spec": {"providerID": instance.provider_id}});
-        api.patch(&m.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
+    let provider_id =
+        (m.spec().provider_id() != Some(instance.provider_id.as_str())).then(|| instance.provider_id.clone());
+    let step = running_or_starting(ctx, m, &scope, &instance, status, secret_name).await;
+    step.map(|mut s| {
+        s.provider_id = provider_id;
+        s
+    })
+}
+
+/// What to do with an instance that exists.
+async fn running_or_starting<P>(
+    ctx: &Ctx<P>,
+    m: &P::Machine,
+    scope: &MachineScope<'_, P>,
+    instance: &Instance,
+    mut status: InfraMachineStatus,
+    secret_name: &str,
+) -> Result<Step, Error>
+where
+    P: InfraProvider,
+    <P::Machine as HasSpec>::Spec: InfraMachineSpec,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let generation = m.meta().generation;
+    let ns = m.namespace().unwrap_or_default();
+    let slow = Some(ctx.poll_interval * 5);
+    let provider = ctx.provider.as_ref();
+    let cloud = |e: P::Error| (e.is_retryable(), e.reason(), e.to_string());
     let was_provisioned = m
         .status()
         .and_then(|s| s.initialization.as_ref())
@@ -367,10 +398,7 @@ where
                 "The instance runs but reports no address yet",
                 generation,
             );
-            Ok(Step {
-                status,
-                requeue: Some(ctx.poll_interval),
-            })
+            Ok(Step::new(status, Some(ctx.poll_interval)))
         }
         InstanceState::Running => {
             status.addresses = Some(instance.addresses.clone());
@@ -389,10 +417,7 @@ where
                 if let Err(e) = provider.after_provisioned(&scope, &instance).await {
                     // Provisioned all the same; the clean-up is retried on the next pass.
                     warn!(error = %e, "post-provisioning clean-up failed");
-                    return Ok(Step {
-                        status,
-                        requeue: Some(ctx.backoff.next_delay(&key(m))),
-                    });
+                    return Ok(Step::new(status, Some(ctx.backoff.next_delay(&key(m)))));
                 }
                 ctx.event(
                     &m.object_ref(&()),
@@ -403,34 +428,28 @@ where
                 .await;
             }
             ctx.backoff.reset(&key(m));
-            Ok(Step { status, requeue: None })
+            Ok(Step::new(status, None))
         }
         InstanceState::Stopped => {
             let bootstrap = match bootstrap_data(ctx, &ns, secret_name).await? {
                 Ok(b) => b,
                 Err(message) => {
                     waiting(&mut status, BOOTSTRAP_DATA_INVALID, message, generation);
-                    return Ok(Step { status, requeue: slow });
+                    return Ok(Step::new(status, slow));
                 }
             };
             match provider.start_instance(&scope, &instance, &bootstrap).await {
                 Ok(op) => {
                     status.operation = op.map(|op| pending(OperationKind::Start, op));
                     waiting(&mut status, INSTANCE_PROVISIONING, "Starting the instance", generation);
-                    Ok(Step {
-                        status,
-                        requeue: Some(ctx.poll_interval),
-                    })
+                    Ok(Step::new(status, Some(ctx.poll_interval)))
                 }
                 Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
             }
         }
         InstanceState::Failed(message) => {
             waiting(&mut status, INSTANCE_PROVISIONING_FAILED, message.clone(), generation);
-            Ok(Step {
-                status,
-                requeue: Some(ctx.backoff.next_delay(&key(m))),
-            })
+            Ok(Step::new(status, Some(ctx.backoff.next_delay(&key(m)))))
         }
         other => {
             waiting(
@@ -439,10 +458,7 @@ where
                 format!("The instance is {other:?}"),
                 generation,
             );
-            Ok(Step {
-                status,
-                requeue: Some(ctx.poll_interval),
-            })
+            Ok(Step::new(status, Some(ctx.poll_interval)))
         }
     }
 }
@@ -472,10 +488,7 @@ fn cloud_failure<P, K: Resource>(
     } else {
         ctx.resync_interval
     };
-    Ok(Step {
-        status,
-        requeue: Some(requeue),
-    })
+    Ok(Step::new(status, Some(requeue)))
 }
 
 async fn delete<P>(

@@ -1,0 +1,439 @@
+//! The DCS provider end to end: a real kube-apiserver with the upstream CAPI CRDs, the VRM
+//! simulator over real HTTPS, and the test acting as CAPI core (it creates Cluster, Machine and
+//! the bootstrap secret, sets owner references and copies the infrastructure flag).
+
+#![cfg(feature = "sim")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_api::conditions;
+use capstan_api::core::{Cluster, Machine};
+use capstan_dcs::api::{DCSCluster, DCSMachine};
+use capstan_dcs::sim::{Latency, SimConfig, SimHandle, SimKnobs, Simulator};
+use capstan_e2e::{TestEnv, wait_for};
+use capstan_runtime::metrics::Metrics;
+use capstan_runtime::{Provider, ProviderContext, Scope};
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "Sim-Passw0rd!";
+
+fn fast() -> SimConfig {
+    SimConfig {
+        knobs: SimKnobs {
+            latency: Latency {
+                clone: Duration::from_millis(300),
+                boot: Duration::from_millis(300),
+                tools: Duration::from_millis(200),
+                stop: Duration::from_millis(100),
+                delete: Duration::from_millis(100),
+                cdrom: Duration::from_millis(50),
+                request: Duration::ZERO,
+            },
+            ..SimKnobs::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+struct World {
+    env: TestEnv,
+    client: Client,
+    sim: SimHandle,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+impl World {
+    async fn start() -> Self {
+        let env = TestEnv::start().await.unwrap();
+        env.install_crds(&capstan_dcs::api::crds()).await.unwrap();
+        let client = env.client().await.unwrap();
+        let sim = Simulator::start(fast()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let ctx = ProviderContext {
+            client: client.clone(),
+            scope: Scope {
+                namespace: Some("default".into()),
+                watch_filter: None,
+            },
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let provider = capstan_dcs::lifecycle_provider()
+            .with_poll_interval(Duration::from_millis(200))
+            .with_resync_interval(Duration::from_secs(2));
+        tokio::spawn(provider.run(ctx));
+        World {
+            env,
+            client,
+            sim,
+            shutdown,
+            metrics,
+        }
+    }
+
+    async fn create<K>(&self, obj: Value) -> K
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), "default");
+        api.create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// A cluster the way CAPI core leaves it: Cluster → DCSCluster (owned), credentials secret.
+    async fn cluster(&self, name: &str, password: &str) {
+        self.create::<Secret>(json!({
+            "metadata": {"name": format!("{name}-creds")},
+            "stringData": {"endpoint": self.sim.url().to_string(), "authUser": "capstan", "authKey": password}
+        }))
+        .await;
+        let cluster: Cluster = self
+            .create(json!({
+                "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+                "metadata": {"name": name},
+                "spec": {
+                    "controlPlaneEndpoint": {"host": "10.0.0.10", "port": 6443},
+                    "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSCluster", "name": name}
+                }
+            }))
+            .await;
+        self.create::<DCSCluster>(json!({
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSCluster",
+            "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": name},
+                         "ownerReferences": [owner(&cluster)]},
+            "spec": {
+                "credentialsSecretRef": {"name": format!("{name}-creds")},
+                "controlPlaneEndpoint": {"host": "10.0.0.10", "port": 6443},
+                "tls": {"caBundle": self.sim.ca_pem()}
+            }
+        }))
+        .await;
+    }
+
+    /// Copies DCSCluster provisioned into the Cluster, as core does.
+    async fn mark_infrastructure_provisioned(&self, name: &str) {
+        let clusters: Api<Cluster> = Api::namespaced(self.client.clone(), "default");
+        clusters
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"initialization": {"infrastructureProvisioned": true}}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Machine + bootstrap secret + DCSMachine owned by the Machine.
+    async fn machine(&self, cluster: &str, name: &str, template: &str, ip: Option<&str>) -> DCSMachine {
+        self.create::<Secret>(json!({
+            "metadata": {"name": format!("{name}-boot"), "labels": {"cluster.x-k8s.io/cluster-name": cluster}},
+            "type": "cluster.x-k8s.io/secret",
+            "stringData": {"value": format!("#cloud-config\nhostname: {name}\n"), "format": "cloud-config"}
+        }))
+        .await;
+        let machine: Machine = self
+            .create(json!({
+                "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+                "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": cluster}},
+                "spec": {
+                    "clusterName": cluster,
+                    "bootstrap": {"dataSecretName": format!("{name}-boot")},
+                    "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSMachine", "name": name}
+                }
+            }))
+            .await;
+        let mut nic = json!({"dvSwitch": "ManagementDVS", "portGroup": "VLAN-329"});
+        if let Some(ip) = ip {
+            nic["ipv4"] = json!({"address": ip, "prefixLength": 24, "gateway": "10.20.0.1"});
+        }
+        self.create(json!({
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSMachine",
+            "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": cluster},
+                         "ownerReferences": [owner(&machine)]},
+            "spec": {"template": template, "cpu": 2, "memoryMiB": 4096, "nics": [nic]}
+        }))
+        .await
+    }
+
+    async fn dcs_machine(&self, name: &str) -> Option<DCSMachine> {
+        Api::<DCSMachine>::namespaced(self.client.clone(), "default")
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    async fn dcs_cluster(&self, name: &str) -> DCSCluster {
+        Api::<DCSCluster>::namespaced(self.client.clone(), "default")
+            .get(name)
+            .await
+            .unwrap()
+    }
+
+    async fn machine_reason(&self, name: &str) -> Option<String> {
+        let m = self.dcs_machine(name).await?;
+        conditions::get(&m.status?.conditions, "InstanceProvisioned").map(|c| c.reason.clone())
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn owner<K: Resource<DynamicType = ()>>(obj: &K) -> Value {
+    json!({
+        "apiVersion": K::api_version(&()), "kind": K::kind(&()),
+        "name": obj.meta().name, "uid": obj.meta().uid
+    })
+}
+
+fn provisioned(m: &DCSMachine) -> bool {
+    m.status
+        .as_ref()
+        .and_then(|s| s.initialization.as_ref())
+        .and_then(|i| i.provisioned)
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn machine_provisions_deletes_and_reports_out_of_band_deletion() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
+    let w = World::start().await;
+    w.cluster("c1", PASSWORD).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.dcs_cluster("c1")
+                .await
+                .status
+                .and_then(|s| s.initialization)
+                .and_then(|i| i.provisioned)
+                == Some(true)
+        })
+        .await,
+        "{:?}",
+        w.dcs_cluster("c1").await.status
+    );
+    let m1 = w.machine("c1", "m1", "ubuntu-2204-tmpl", Some("10.20.0.21")).await;
+    // The cluster infrastructure flag is not set yet: the machine waits, no VM is made.
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            w.machine_reason("m1").await.as_deref() == Some("WaitingForClusterInfrastructure")
+        })
+        .await
+    );
+    assert!(w.sim.state().vm_by_name("m1").is_none());
+    w.mark_infrastructure_provisioned("c1").await;
+
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.dcs_machine("m1").await.is_some_and(|m| provisioned(&m))
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("m1").await.map(|m| m.status)
+    );
+    let m = w.dcs_machine("m1").await.unwrap();
+    let vm = w.sim.state().vm_by_name("m1").expect("the VM exists");
+    assert_eq!(
+        vm.external_uuid.as_deref(),
+        m1.metadata.uid.as_deref(),
+        "the VM carries the DCSMachine's UID"
+    );
+    assert_eq!(
+        m.spec.provider_id.as_deref(),
+        Some(format!("dcs://{}", vm.uuid).as_str())
+    );
+    let st = m.status.clone().unwrap();
+    assert_eq!(st.ready, Some(true));
+    let addrs: Vec<&str> = st.addresses.iter().flatten().map(|a| a.address.as_str()).collect();
+    assert!(addrs.contains(&"10.20.0.21"), "{addrs:?}");
+    assert_eq!(vm.status, "running");
+    assert!(st.operation.is_none());
+    // The bootstrap ISO was attached before boot and is taken away once provisioned.
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            w.sim.state().vm_by_name("m1").unwrap().cdrom.is_none()
+        })
+        .await
+    );
+    assert_eq!(
+        w.sim.state().call_count("upload_iso"),
+        1,
+        "{:?}",
+        w.sim.state().call_counts()
+    );
+    assert_eq!(w.sim.state().login_count(), 1, "one session for everything");
+    let metrics = w.metrics.encode();
+    assert!(
+        metrics.contains(r#"capstan_cloud_api_calls_total{provider="dcs",operation="clone_vm"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"capstan_reconcile_total{controller="dcsmachine"}"#),
+        "{metrics}"
+    );
+
+    // Paused: no cloud calls at all.
+    let clusters: Api<Cluster> = Api::namespaced(w.client.clone(), "default");
+    clusters
+        .patch(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            w.dcs_machine("m1")
+                .await
+                .and_then(|m| m.status)
+                .is_some_and(|s| conditions::is_true(&s.conditions, "Paused"))
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before: u64 = w.sim.state().call_counts().values().sum();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after: u64 = w.sim.state().call_counts().values().sum();
+    assert_eq!(before, after, "no VRM calls while paused");
+    clusters
+        .patch(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .unwrap();
+
+    // Deleted behind our back: reported, not silently recreated.
+    let vm_uri = format!(
+        "/service/sites/3F7B07E2/vms/{}",
+        w.sim.state().vm_by_name("m1").unwrap().id
+    );
+    delete_vm_out_of_band(&w, &vm_uri).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.machine_reason("m1").await.as_deref() == Some("InstanceNotFound")
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("m1").await.map(|m| m.status)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(w.sim.state().vm_by_name("m1").is_none(), "not recreated");
+
+    // A second machine: delete removes the VM, then the finalizer.
+    w.machine("c1", "m2", "ubuntu-2204-tmpl", None).await;
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.dcs_machine("m2").await.is_some_and(|m| provisioned(&m))
+        })
+        .await
+    );
+    let dhcp = w.dcs_machine("m2").await.unwrap().status.unwrap().addresses.unwrap();
+    assert!(
+        dhcp.iter().any(|a| a.address.starts_with("192.168.50.")),
+        "DHCP address: {dhcp:?}"
+    );
+    Api::<DCSMachine>::namespaced(w.client.clone(), "default")
+        .delete("m2", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.dcs_machine("m2").await.is_none()
+        })
+        .await
+    );
+    assert!(w.sim.state().vm_by_name("m2").is_none(), "the VM is gone");
+}
+
+async fn delete_vm_out_of_band(w: &World, vm_uri: &str) {
+    use capstan_dcs::{DcsClient, DcsConfig};
+    let mut config = DcsConfig::new(w.sim.url().clone(), "capstan", PASSWORD);
+    config.ca_bundle_pem = Some(w.sim.ca_pem().as_bytes().to_vec());
+    let client = DcsClient::new(config).unwrap();
+    client
+        .power_off(vm_uri, Duration::from_secs(5), Duration::from_millis(100))
+        .await
+        .unwrap();
+    let task = client.delete_vm(vm_uri).await.unwrap();
+    client
+        .wait_task(&task, Duration::from_millis(100), Duration::from_secs(10))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_credentials_and_unknown_template_are_conditions_and_secrets_stay_secret() {
+    let w = World::start().await;
+    let wrong = "Not-The-Passw0rd-42";
+    w.cluster("bad", wrong).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            conditions::get(
+                &w.dcs_cluster("bad").await.status.unwrap_or_default().conditions,
+                "Ready",
+            )
+            .is_some_and(|c| c.reason == "AuthenticationFailed")
+        })
+        .await,
+        "{:?}",
+        w.dcs_cluster("bad").await.status
+    );
+
+    w.cluster("good", PASSWORD).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.dcs_cluster("good").await.status.and_then(|s| s.ready) == Some(true)
+        })
+        .await
+    );
+    w.mark_infrastructure_provisioned("good").await;
+    w.machine("good", "nope", "no-such-template", None).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.machine_reason("nope").await.as_deref() == Some("TemplateNotFound")
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("nope").await.map(|m| m.status)
+    );
+    assert!(w.sim.state().vms().iter().all(|v| v.is_template), "no VM was created");
+
+    // Neither password appears in any status or event.
+    let everything = format!(
+        "{:?} {:?} {:?}",
+        w.dcs_cluster("bad").await.status,
+        w.dcs_machine("nope").await.map(|m| m.status),
+        Api::<Event>::namespaced(w.client.clone(), "default")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+    );
+    for secret in [wrong, PASSWORD] {
+        assert!(!everything.contains(secret), "a password leaked into status or events");
+    }
+    let _ = BTreeMap::<String, String>::new();
+    let _ = w.env.url();
+    let _ = w.dcs_cluster("bad").await.name_any();
+}
