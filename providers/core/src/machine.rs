@@ -50,6 +50,9 @@ struct Step {
     /// `spec.providerID` to set, written after the status so that any reconcile the spec write
     /// triggers already sees the operation now in flight.
     provider_id: Option<String>,
+    /// A cloud call failed: keep the per-object backoff growing. Any other pass made progress
+    /// and resets it, as controller-runtime's rate limiter forgets an item on success.
+    failed: bool,
 }
 
 impl Step {
@@ -58,6 +61,16 @@ impl Step {
             status,
             requeue,
             provider_id: None,
+            failed: false,
+        }
+    }
+
+    fn failed(status: InfraMachineStatus, requeue: Duration) -> Self {
+        Self {
+            status,
+            requeue: Some(requeue),
+            provider_id: None,
+            failed: true,
         }
     }
 }
@@ -121,6 +134,9 @@ where
 
     let step = provision::<P>(&ctx, m, &machine, &cluster, status).await?;
     let requeue = step.requeue;
+    if !step.failed {
+        ctx.backoff.reset(&key(m));
+    }
     write_status::<P>(&ctx, &api, m, step.status).await?;
     if let Some(id) = step.provider_id {
         let patch = json!({"spec": {"providerID": id}});
@@ -290,7 +306,7 @@ where
                 ctx.event(&m.object_ref(&()), true, INSTANCE_PROVISIONING_FAILED, message)
                     .await;
                 let delay = ctx.backoff.next_delay(&key(m));
-                return Ok(Step::new(status, Some(delay)));
+                return Ok(Step::failed(status, delay));
             }
             Err(e) => return cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
         }
@@ -414,10 +430,10 @@ where
             );
             conditions::set(&mut status.conditions, NewCondition::truthy(READY, READY), generation);
             if !was_provisioned {
-                if let Err(e) = provider.after_provisioned(&scope, &instance).await {
+                if let Err(e) = provider.after_provisioned(scope, instance).await {
                     // Provisioned all the same; the clean-up is retried on the next pass.
                     warn!(error = %e, "post-provisioning clean-up failed");
-                    return Ok(Step::new(status, Some(ctx.backoff.next_delay(&key(m)))));
+                    return Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))));
                 }
                 ctx.event(
                     &m.object_ref(&()),
@@ -438,7 +454,7 @@ where
                     return Ok(Step::new(status, slow));
                 }
             };
-            match provider.start_instance(&scope, &instance, &bootstrap).await {
+            match provider.start_instance(scope, instance, &bootstrap).await {
                 Ok(op) => {
                     status.operation = op.map(|op| pending(OperationKind::Start, op));
                     waiting(&mut status, INSTANCE_PROVISIONING, "Starting the instance", generation);
@@ -449,7 +465,7 @@ where
         }
         InstanceState::Failed(message) => {
             waiting(&mut status, INSTANCE_PROVISIONING_FAILED, message.clone(), generation);
-            Ok(Step::new(status, Some(ctx.backoff.next_delay(&key(m)))))
+            Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))))
         }
         other => {
             waiting(
@@ -488,7 +504,7 @@ fn cloud_failure<P, K: Resource>(
     } else {
         ctx.resync_interval
     };
-    Ok(Step::new(status, Some(requeue)))
+    Ok(Step::failed(status, requeue))
 }
 
 async fn delete<P>(

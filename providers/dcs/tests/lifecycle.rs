@@ -47,36 +47,56 @@ struct World {
     sim: SimHandle,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    manager: Option<tokio::task::JoinHandle<Result<(), capstan_runtime::BoxError>>>,
 }
 
 impl World {
     async fn start() -> Self {
+        Self::start_with(fast()).await
+    }
+
+    async fn start_with(config: SimConfig) -> Self {
         let env = TestEnv::start().await.unwrap();
         env.install_crds(&capstan_dcs::api::crds()).await.unwrap();
         let client = env.client().await.unwrap();
-        let sim = Simulator::start(fast()).await.unwrap();
-        let shutdown = CancellationToken::new();
-        let metrics = Arc::new(Metrics::new());
+        let sim = Simulator::start(config).await.unwrap();
+        let mut w = World {
+            env,
+            client,
+            sim,
+            shutdown: CancellationToken::new(),
+            metrics: Arc::new(Metrics::new()),
+            manager: None,
+        };
+        w.start_manager();
+        w
+    }
+
+    /// Runs the provider's controllers, as a manager process would.
+    fn start_manager(&mut self) {
         let ctx = ProviderContext {
-            client: client.clone(),
+            client: self.client.clone(),
             scope: Scope {
                 namespace: Some("default".into()),
                 watch_filter: None,
             },
-            metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
+            metrics: self.metrics.clone(),
+            shutdown: self.shutdown.clone(),
         };
         let provider = capstan_dcs::lifecycle_provider()
             .with_poll_interval(Duration::from_millis(200))
             .with_resync_interval(Duration::from_secs(2));
-        tokio::spawn(provider.run(ctx));
-        World {
-            env,
-            client,
-            sim,
-            shutdown,
-            metrics,
+        self.manager = Some(tokio::spawn(provider.run(ctx)));
+    }
+
+    /// Kills the manager wherever it is (its futures are dropped mid-flight, as in a crash) and
+    /// starts a new one.
+    async fn crash_and_restart(&mut self) {
+        if let Some(task) = self.manager.take() {
+            task.abort();
+            let _ = task.await;
         }
+        self.start_manager();
     }
 
     async fn create<K>(&self, obj: Value) -> K
@@ -364,6 +384,133 @@ async fn machine_provisions_deletes_and_reports_out_of_band_deletion() {
         .await
     );
     assert!(w.sim.state().vm_by_name("m2").is_none(), "the VM is gone");
+}
+
+/// A small deterministic PRNG, so a failing trial can be replayed.
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+fn vms_for(w: &World, uid: &str) -> usize {
+    w.sim
+        .state()
+        .vms()
+        .iter()
+        .filter(|v| !v.is_template && v.external_uuid.as_deref() == Some(uid))
+        .count()
+}
+
+#[tokio::test]
+async fn crashes_at_random_points_never_duplicate_or_leak_vms() {
+    let mut w = World::start().await;
+    w.cluster("c1", PASSWORD).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.dcs_cluster("c1").await.status.and_then(|s| s.ready) == Some(true)
+        })
+        .await
+    );
+    w.mark_infrastructure_provisioned("c1").await;
+    let mut seed = 0x00c0_ffee_u64;
+    let trials = 20;
+    let mut uids = Vec::new();
+    for i in 0..trials {
+        let m = w.machine("c1", &format!("crash-{i}"), "ubuntu-2204-tmpl", None).await;
+        uids.push(m.metadata.uid.unwrap());
+        // Somewhere in find → clone → attach → start → running.
+        tokio::time::sleep(Duration::from_millis(lcg(&mut seed) % 1500)).await;
+        w.crash_and_restart().await;
+    }
+    assert!(
+        wait_for(Duration::from_secs(120), || async {
+            let mut all = true;
+            for i in 0..trials {
+                all &= w
+                    .dcs_machine(&format!("crash-{i}"))
+                    .await
+                    .is_some_and(|m| provisioned(&m));
+            }
+            all
+        })
+        .await,
+        "every machine provisions despite the crashes"
+    );
+    for uid in &uids {
+        assert_eq!(vms_for(&w, uid), 1, "exactly one VM for machine {uid}");
+    }
+    assert_eq!(w.sim.state().vms().iter().filter(|v| !v.is_template).count(), trials);
+
+    // Delete everything while crashing some more: nothing may be left behind.
+    let api: Api<DCSMachine> = Api::namespaced(w.client.clone(), "default");
+    for i in 0..trials {
+        api.delete(&format!("crash-{i}"), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(lcg(&mut seed) % 1000)).await;
+        w.crash_and_restart().await;
+    }
+    assert!(
+        wait_for(Duration::from_secs(120), || async {
+            api.list(&ListParams::default()).await.unwrap().items.is_empty()
+        })
+        .await,
+        "every DCSMachine goes"
+    );
+    let left: Vec<String> = w
+        .sim
+        .state()
+        .vms()
+        .into_iter()
+        .filter(|v| !v.is_template)
+        .map(|v| v.name)
+        .collect();
+    assert!(left.is_empty(), "orphaned VMs: {left:?}");
+}
+
+#[tokio::test]
+async fn injected_errors_and_the_task_limit_are_ridden_out() {
+    let mut config = fast();
+    config.knobs.error_rate = 0.2;
+    config.knobs.max_concurrent_tasks = Some(1);
+    let w = World::start_with(config).await;
+    w.cluster("c1", PASSWORD).await;
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.dcs_cluster("c1").await.status.and_then(|s| s.ready) == Some(true)
+        })
+        .await
+    );
+    w.mark_infrastructure_provisioned("c1").await;
+    for i in 0..4 {
+        w.machine("c1", &format!("flaky-{i}"), "ubuntu-2204-tmpl", None).await;
+    }
+    assert!(
+        wait_for(Duration::from_secs(90), || async {
+            let mut all = true;
+            for i in 0..4 {
+                all &= w
+                    .dcs_machine(&format!("flaky-{i}"))
+                    .await
+                    .is_some_and(|m| provisioned(&m));
+            }
+            all
+        })
+        .await,
+        "all machines provision through 5xx answers and the concurrent-task limit"
+    );
+    assert_eq!(
+        w.sim.state().vms().iter().filter(|v| !v.is_template).count(),
+        4,
+        "no duplicates"
+    );
+    let metrics = w.metrics.encode();
+    assert!(
+        metrics.contains(r#"class="retryable""#),
+        "errors were injected and classified retryable:\n{metrics}"
+    );
 }
 
 async fn delete_vm_out_of_band(w: &World, vm_uri: &str) {
