@@ -6,7 +6,7 @@ use capstan_runtime::Provider;
 pub fn all() -> Vec<Box<dyn Provider>> {
     vec![
         Box::new(capstan_dcs::lifecycle_provider()),
-        Box::new(capstan_standalone::Standalone),
+        Box::new(capstan_standalone::Standalone::default()),
     ]
 }
 

@@ -2,7 +2,6 @@
 //! provides, tracks control-plane initialization, and tears everything down in order.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use capstan_api::conditions::{self, NewCondition, Status};
 use capstan_api::contract::{LABEL_CLUSTER_NAME, LABEL_CONTROL_PLANE, is_paused};
@@ -10,18 +9,21 @@ use capstan_api::core::{
     ApiEndpoint, Cluster, ClusterInitializationStatus, ClusterPhase, ClusterStatus, FailureDomain, Machine,
     MachineDeployment, MachineSet,
 };
-use capstan_runtime::backoff::FailureBackoff;
 use capstan_runtime::{ProviderContext, finalizer};
 use futures::StreamExt;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::info;
 
 use crate::FIELD_MANAGER;
+use crate::controller::{Ctx, Error, backoff, controlled_by, delete_ignoring_missing, observe};
 use crate::external::{self, ExternalError};
+use crate::kubeconfig;
+use crate::workload::kubeconfig_secret_name;
 
 pub const FINALIZER: &str = "cluster.cluster.x-k8s.io";
 const CONTROLLER: &str = "cluster";
@@ -30,41 +32,9 @@ const CONTROLLER: &str = "cluster";
 const INFRASTRUCTURE_READY: &str = "InfrastructureReady";
 const CONTROL_PLANE_INITIALIZED: &str = "ControlPlaneInitialized";
 
-/// While waiting on objects this controller does not watch (InfraClusters of any kind), it polls.
-const WAIT: Duration = Duration::from_secs(5);
-const RESYNC: Duration = Duration::from_secs(300);
-
-struct Ctx {
-    client: kube::Client,
-    metrics: Arc<capstan_runtime::metrics::Metrics>,
-    backoff: FailureBackoff,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum Error {
-    #[error(transparent)]
-    Kube(#[from] kube::Error),
-    #[error(transparent)]
-    External(#[from] ExternalError),
-}
-
-impl Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "KubeError",
-            Error::External(_) => "InfrastructureRefError",
-        }
-    }
-}
-
-pub async fn run(ctx: ProviderContext) {
+pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let clusters: Api<Cluster> = ctx.scope.api(ctx.client.clone());
     let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
-    let state = Arc::new(Ctx {
-        client: ctx.client.clone(),
-        metrics: ctx.metrics.clone(),
-        backoff: FailureBackoff::default(),
-    });
     let shutdown = ctx.shutdown.clone();
     Controller::new(clusters, ctx.scope.watcher_config())
         // A control-plane Machine getting its node decides ControlPlaneInitialized.
@@ -73,32 +43,16 @@ pub async fn run(ctx: ProviderContext) {
             Some(ObjectRef::<Cluster>::new(&m.spec.cluster_name).within(&ns))
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, state)
+        .run(
+            |c, ctx| async move { observe(CONTROLLER, &*c, &ctx, reconcile(&c, &ctx)).await },
+            |c, err, ctx| backoff(CONTROLLER, &*c, err, &ctx),
+            state,
+        )
         .for_each(|_| async {})
         .await;
 }
 
-async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
-    let span = info_span!("reconcile", controller = CONTROLLER, object = %key);
-    let started = Instant::now();
-    let result = reconcile_inner(&cluster, &ctx).instrument(span).await;
-    ctx.metrics
-        .observe_reconcile(CONTROLLER, started.elapsed(), result.as_ref().err().map(Error::reason));
-    if result.is_ok() {
-        ctx.backoff.reset(&key);
-    }
-    result
-}
-
-fn error_policy(cluster: Arc<Cluster>, err: &Error, ctx: Arc<Ctx>) -> Action {
-    let key = format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any());
-    let delay = ctx.backoff.next_delay(&key);
-    warn!(controller = CONTROLLER, object = %key, error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
-async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
+async fn reconcile(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
     let ns = cluster.namespace().unwrap_or_default();
     let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
     if cluster.meta().deletion_timestamp.is_some() {
@@ -139,7 +93,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
                         NewCondition::falsy(INFRASTRUCTURE_READY, "InvalidInfrastructureRef", e.to_string()),
                         cluster.meta().generation,
                     );
-                    requeue = Some(WAIT);
+                    requeue = Some(ctx.timing.wait);
                 }
                 Ok((_, None)) => {
                     conditions::set(
@@ -151,10 +105,14 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
                         ),
                         cluster.meta().generation,
                     );
-                    requeue = Some(WAIT);
+                    requeue = Some(ctx.timing.wait);
                 }
                 Ok((ar, Some(infra))) => {
-                    adopt_infra(ctx, &ns, &ar, &infra, cluster).await?;
+                    if let Some(owner) = capstan_api::owner::owner_reference(cluster, false)
+                        && external::adopt(&ctx.client, &ar, &infra, owner, &cluster.name_any()).await?
+                    {
+                        info!(infra = %infra.name_any(), "adopted infrastructure cluster");
+                    }
                     infra_provisioned = external::provisioned(&infra);
                     let ready = infra.data["status"]["conditions"]
                         .as_array()
@@ -186,7 +144,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
                         copy_endpoint(&api, cluster, &infra).await?;
                         status.failure_domains = failure_domains(&infra);
                     } else {
-                        requeue = Some(WAIT);
+                        requeue = Some(ctx.timing.wait);
                     }
                 }
             }
@@ -199,6 +157,10 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
         .is_some_and(ApiEndpoint::is_valid);
     if infra_provisioned && (endpoint_valid || cluster.spec.infrastructure_ref.is_none()) {
         phase = ClusterPhase::Provisioned;
+    }
+
+    if endpoint_valid && cluster.spec.control_plane_ref.is_none() && !ensure_kubeconfig(cluster, ctx, &ns).await? {
+        requeue = Some(ctx.timing.wait);
     }
 
     let cp_initialized = control_plane_initialized(cluster, ctx, &ns).await?;
@@ -222,7 +184,7 @@ async fn reconcile_inner(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> 
     status.phase = Some(phase);
     write_status(&api, cluster, status).await?;
     // InfraCluster kinds are not watched (any provider's kind may be referenced): resync slowly.
-    Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
+    Ok(Action::requeue(requeue.unwrap_or(ctx.timing.resync)))
 }
 
 /// The fields of the Cluster's status this controller owns, as they are now.
@@ -256,37 +218,6 @@ async fn write_status(api: &Api<Cluster>, cluster: &Cluster, status: ClusterStat
         &Patch::Apply(&patch),
     )
     .await?;
-    Ok(())
-}
-
-/// The InfraCluster belongs to the Cluster: owner reference and cluster-name label, as upstream sets.
-async fn adopt_infra(
-    ctx: &Ctx,
-    ns: &str,
-    ar: &kube::core::ApiResource,
-    infra: &DynamicObject,
-    cluster: &Cluster,
-) -> Result<(), kube::Error> {
-    let Some(owner) = capstan_api::owner::owner_reference(cluster, false) else {
-        return Ok(());
-    };
-    let mut meta = infra.metadata.clone();
-    let owner_changed = capstan_api::owner::ensure_owner_reference(&mut meta, owner);
-    let labelled = infra.labels().get(LABEL_CLUSTER_NAME).map(String::as_str) == Some(cluster.name_any().as_str());
-    if !owner_changed && labelled {
-        return Ok(());
-    }
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, ar);
-    let patch = json!({
-        "metadata": {
-            "ownerReferences": meta.owner_references,
-            "labels": {LABEL_CLUSTER_NAME: cluster.name_any()},
-            "resourceVersion": infra.resource_version(),
-        }
-    });
-    api.patch(&infra.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    info!(infra = %infra.name_any(), "adopted infrastructure cluster");
     Ok(())
 }
 
@@ -331,6 +262,43 @@ fn failure_domains(infra: &DynamicObject) -> Option<Vec<FailureDomain>> {
     Some(list).filter(|l| !l.is_empty())
 }
 
+/// Writes the admin kubeconfig when it does not exist, from the cluster CA the bootstrap provider
+/// generated. Returns false while the CA is not there yet.
+async fn ensure_kubeconfig(cluster: &Cluster, ctx: &Ctx, ns: &str) -> Result<bool, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let name = cluster.name_any();
+    if secrets.get_opt(&kubeconfig_secret_name(&name)).await?.is_some() {
+        return Ok(true);
+    }
+    let Some(ca) = secrets.get_opt(&kubeconfig::ca_secret_name(&name)).await? else {
+        return Ok(false);
+    };
+    let data = ca.data.unwrap_or_default();
+    let (Some(crt), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
+        return Err(Error::Pki(format!(
+            "secret {} lacks tls.crt or tls.key",
+            kubeconfig::ca_secret_name(&name)
+        )));
+    };
+    let Some(ep) = cluster.spec.control_plane_endpoint.as_ref() else {
+        return Ok(false);
+    };
+    let server = format!(
+        "https://{}:{}",
+        ep.host.as_deref().unwrap_or_default(),
+        ep.port.unwrap_or(6443)
+    );
+    let text = kubeconfig::admin_kubeconfig(&name, &server, &crt.0, &key.0)?;
+    let owner = capstan_api::owner::owner_reference(cluster, true).expect("a stored Cluster has a uid");
+    let secret = kubeconfig::admin_kubeconfig_secret(&name, ns, owner, text);
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => info!(secret = %kubeconfig_secret_name(&name), "wrote admin kubeconfig"),
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(true)
+}
+
 /// Without a control-plane provider, the control plane is initialized once a control-plane
 /// Machine has a node. Once true it stays true (upstream never flips it back).
 async fn control_plane_initialized(cluster: &Cluster, ctx: &Ctx, ns: &str) -> Result<bool, kube::Error> {
@@ -371,7 +339,7 @@ async fn delete(cluster: &Cluster, ctx: &Ctx, api: &Api<Cluster>) -> Result<Acti
             cluster.meta().generation,
         );
         write_status(api, cluster, status).await?;
-        return Ok(Action::requeue(WAIT));
+        return Ok(Action::requeue(ctx.timing.wait));
     }
     if let Some(r) = &cluster.spec.infrastructure_ref {
         match external::get(&ctx.client, &ns, r).await {
@@ -386,7 +354,7 @@ async fn delete(cluster: &Cluster, ctx: &Ctx, api: &Api<Cluster>) -> Result<Acti
                     cluster.meta().generation,
                 );
                 write_status(api, cluster, status).await?;
-                return Ok(Action::requeue(WAIT));
+                return Ok(Action::requeue(ctx.timing.wait));
             }
             Ok((_, None)) => {}
             // The kind is gone with its CRD: nothing left to wait for.
@@ -394,6 +362,16 @@ async fn delete(cluster: &Cluster, ctx: &Ctx, api: &Api<Cluster>) -> Result<Acti
             Err(e) => return Err(e.into()),
         }
     }
+    // Garbage collection would take the kubeconfig with the Cluster; where none runs (a bare
+    // apiserver), nothing may be left behind either.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = kubeconfig_secret_name(&cluster.name_any());
+    if let Some(secret) = secrets.get_opt(&name).await?
+        && controlled_by(&secret, cluster.uid().as_deref().unwrap_or_default())
+    {
+        delete_ignoring_missing(&secrets, &name).await?;
+    }
+    ctx.workload.forget(&ns, &cluster.name_any());
     finalizer::remove(api, cluster, FINALIZER, FIELD_MANAGER).await?;
     info!("cluster deleted");
     Ok(Action::await_change())

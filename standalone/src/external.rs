@@ -54,3 +54,56 @@ pub fn provisioned(obj: &DynamicObject) -> bool {
         .or_else(|| status["ready"].as_bool())
         .unwrap_or(false)
 }
+
+/// Puts `owner` among `obj`'s owner references and the cluster-name label on it, in one patch
+/// guarded by the object's resourceVersion. Returns whether anything was written.
+pub async fn adopt(
+    client: &Client,
+    ar: &ApiResource,
+    obj: &DynamicObject,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    cluster_name: &str,
+) -> Result<bool, kube::Error> {
+    use capstan_api::contract::LABEL_CLUSTER_NAME;
+    use kube::ResourceExt;
+    let mut meta = obj.metadata.clone();
+    let owner_changed = capstan_api::owner::ensure_owner_reference(&mut meta, owner);
+    let labelled = obj.labels().get(LABEL_CLUSTER_NAME).map(String::as_str) == Some(cluster_name);
+    if !owner_changed && labelled {
+        return Ok(false);
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &obj.namespace().unwrap_or_default(), ar);
+    let patch = serde_json::json!({
+        "metadata": {
+            "ownerReferences": meta.owner_references,
+            "labels": {LABEL_CLUSTER_NAME: cluster_name},
+            "resourceVersion": obj.resource_version(),
+        }
+    });
+    api.patch(
+        &obj.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// A `Ready` condition of a provider object, as (status, reason, message).
+pub fn ready_condition(obj: &DynamicObject) -> Option<(capstan_api::conditions::Status, String, String)> {
+    use capstan_api::conditions::Status;
+    let c = obj.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?;
+    let status = match c["status"].as_str() {
+        Some("True") => Status::True,
+        Some("False") => Status::False,
+        _ => Status::Unknown,
+    };
+    Some((
+        status,
+        c["reason"].as_str().unwrap_or("NoReasonReported").to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    ))
+}

@@ -5,11 +5,26 @@
 //! Never run it next to a real CAPI core: two controllers would fight over the same objects. The
 //! provider refuses to start when CAPI core's leader-election Lease exists.
 //!
-//! Implemented so far: the Cluster controller. Machine, MachineSet and MachineDeployment
-//! controllers are not part of this build yet.
+//! Controllers: Cluster, Machine, MachineSet, MachineDeployment. Out of scope (objects of these
+//! kinds are left alone): MachinePool, ClusterClass/topology, MachineHealthCheck remediation,
+//! in-place updates, and control-plane providers such as KubeadmControlPlane (control-plane
+//! Machines are plain Machines labelled `cluster.x-k8s.io/control-plane`).
 
 mod cluster;
+mod controller;
 mod external;
+mod kubeconfig;
+mod machine;
+mod machinedeployment;
+mod machineset;
+pub mod rollout;
+mod template;
+mod workload;
+
+use std::sync::Arc;
+
+pub use controller::Timing;
+pub use machinedeployment::{ANNOTATION_REVISION, template_hash};
 
 use capstan_runtime::preflight::RequiredCrd;
 use capstan_runtime::{BoxError, Provider, ProviderContext};
@@ -22,7 +37,17 @@ pub const FIELD_MANAGER: &str = "capstan-standalone";
 /// The Lease upstream CAPI core's manager elects its leader with.
 pub const CAPI_CORE_LEASE: &str = "controller-leader-election-capi";
 
-pub struct Standalone;
+#[derive(Default)]
+pub struct Standalone {
+    pub timing: Timing,
+}
+
+impl Standalone {
+    /// Shorter waits, for tests that compress time.
+    pub fn with_timing(timing: Timing) -> Self {
+        Self { timing }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -60,9 +85,16 @@ impl Provider for Standalone {
     }
 
     fn run(&self, ctx: ProviderContext) -> BoxFuture<'static, Result<(), BoxError>> {
+        let timing = self.timing.clone();
         Box::pin(async move {
             check_no_capi_core(&ctx.client).await?;
-            cluster::run(ctx).await;
+            let state = Arc::new(controller::Ctx::new(ctx.client.clone(), ctx.metrics.clone(), timing));
+            futures::join!(
+                cluster::run(ctx.clone(), state.clone()),
+                machine::run(ctx.clone(), state.clone()),
+                machineset::run(ctx.clone(), state.clone()),
+                machinedeployment::run(ctx, state),
+            );
             Ok(())
         })
     }

@@ -62,7 +62,7 @@ async fn cluster_follows_its_infrastructure_and_deletes_in_order() {
         metrics: std::sync::Arc::new(Metrics::new()),
         shutdown: shutdown.clone(),
     };
-    let running = tokio::spawn(capstan_standalone::Standalone.run(ctx));
+    let running = tokio::spawn(capstan_standalone::Standalone::default().run(ctx));
 
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), "default");
     let machines: Api<Machine> = Api::namespaced(client.clone(), "default");

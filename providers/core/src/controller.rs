@@ -29,6 +29,7 @@ pub struct LifecycleProvider<P> {
     factory: Factory<P>,
     poll_interval: Option<Duration>,
     resync_interval: Option<Duration>,
+    backoff: Option<(Duration, Duration)>,
 }
 
 impl<P: InfraProvider> LifecycleProvider<P> {
@@ -46,12 +47,20 @@ impl<P: InfraProvider> LifecycleProvider<P> {
             factory: Box::new(factory),
             poll_interval: None,
             resync_interval: None,
+            backoff: None,
         }
     }
 
     /// How often a provisioned machine is checked against the cloud (default 5 min).
     pub fn with_resync_interval(mut self, interval: Duration) -> Self {
         self.resync_interval = Some(interval);
+        self
+    }
+
+    /// Bounds of the per-object retry backoff after failures (default 1 s doubling to 5 min, as
+    /// CAPI's controllers). Tests that compress cloud latency compress this too.
+    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff = Some((base, max));
         self
     }
 
@@ -105,6 +114,7 @@ where
         let name = self.name;
         let poll = self.poll_interval;
         let resync = self.resync_interval;
+        let backoff = self.backoff;
         Box::pin(async move {
             let mut state = Ctx::new(provider, name, ctx.client.clone(), ctx.metrics.clone());
             if let Some(p) = poll {
@@ -112,6 +122,9 @@ where
             }
             if let Some(r) = resync {
                 state.resync_interval = r;
+            }
+            if let Some((base, max)) = backoff {
+                state.backoff = capstan_runtime::backoff::FailureBackoff::new(base, max);
             }
             let state = Arc::new(state);
             let machines = run_machines::<P>(&ctx, state.clone(), name);

@@ -85,7 +85,8 @@ impl World {
         };
         let provider = capstan_dcs::lifecycle_provider()
             .with_poll_interval(Duration::from_millis(200))
-            .with_resync_interval(Duration::from_secs(2));
+            .with_resync_interval(Duration::from_secs(2))
+            .with_backoff(Duration::from_millis(100), Duration::from_secs(3));
         self.manager = Some(tokio::spawn(provider.run(ctx)));
     }
 

@@ -1,0 +1,653 @@
+//! The Machine controller: owns the Machine's bootstrap config and InfraMachine, carries their
+//! results (bootstrap data secret, providerID, addresses, failure domain) into the Machine, finds
+//! its Node in the workload cluster, and on deletion removes the InfraMachine, the bootstrap
+//! config and the Node before letting the Machine go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_api::conditions::{self, NewCondition, Status};
+use capstan_api::contract::{LABEL_CLUSTER_NAME, LABEL_CONTROL_PLANE, is_paused};
+use capstan_api::core::{Cluster, Machine, MachineAddress, MachineNodeReference, MachinePhase, MachineStatus};
+use capstan_runtime::{ProviderContext, finalizer};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::FIELD_MANAGER;
+use crate::controller::{Ctx, Error, backoff, observe};
+use crate::external::{self, ExternalError};
+
+pub const FINALIZER: &str = "machine.cluster.x-k8s.io";
+const CONTROLLER: &str = "machine";
+
+pub const BOOTSTRAP_CONFIG_READY: &str = "BootstrapConfigReady";
+pub const INFRASTRUCTURE_READY: &str = "InfrastructureReady";
+pub const NODE_READY: &str = "NodeReady";
+pub const NODE_HEALTHY: &str = "NodeHealthy";
+pub const AVAILABLE: &str = "Available";
+
+/// Upstream's default bound on deleting the Node of a deleted Machine.
+const NODE_DELETION_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
+    let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
+    let clusters: Api<Cluster> = ctx.scope.api(ctx.client.clone());
+    let shutdown = ctx.shutdown.clone();
+    let controller = Controller::new(machines, ctx.scope.watcher_config());
+    let store = controller.store();
+    controller
+        // Pausing, unpausing and infrastructure readiness of the Cluster concern all its Machines.
+        .watches(clusters, ctx.scope.watcher_config(), move |c: Cluster| {
+            let ns = c.namespace();
+            let name = c.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|m| m.spec.cluster_name == name && m.namespace() == ns)
+                .map(|m| ObjectRef::from_obj(&*m))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            |m, ctx| async move { observe(CONTROLLER, &*m, &ctx, reconcile(&m, &ctx)).await },
+            |m, err, ctx| backoff(CONTROLLER, &*m, err, &ctx),
+            state,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+/// What the reconcile learnt about a dependent object.
+struct Dependent {
+    ready: bool,
+    condition: NewCondition,
+}
+
+async fn reconcile(machine: &Machine, ctx: &Ctx) -> Result<Action, Error> {
+    let ns = machine.namespace().unwrap_or_default();
+    let api: Api<Machine> = Api::namespaced(ctx.client.clone(), &ns);
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let cluster = clusters.get_opt(&machine.spec.cluster_name).await?;
+
+    if machine.meta().deletion_timestamp.is_some() {
+        return delete(machine, cluster.as_ref(), ctx, &api).await;
+    }
+    let Some(cluster) = cluster else {
+        // Upstream waits for the Cluster too; the Cluster watch brings the Machine back.
+        return Ok(Action::requeue(ctx.timing.wait));
+    };
+    if ensure_metadata(machine, &cluster, &api).await? {
+        return Ok(Action::await_change());
+    }
+
+    let mut status = owned_status(machine);
+    let generation = machine.meta().generation;
+    let paused = is_paused(Some(&cluster), machine.meta());
+    conditions::set(&mut status.conditions, conditions::paused(paused), generation);
+    if paused {
+        write_status(&api, machine, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    let mut waiting = false;
+    let bootstrap = reconcile_bootstrap(machine, &cluster, ctx, &api, &ns).await?;
+    waiting |= !bootstrap.ready;
+    conditions::set(&mut status.conditions, bootstrap.condition, generation);
+
+    let (infra, provider_id) = reconcile_infrastructure(machine, &cluster, ctx, &api, &ns, &mut status).await?;
+    waiting |= !infra.ready;
+    conditions::set(&mut status.conditions, infra.condition, generation);
+
+    let init = status.initialization.get_or_insert_with(Default::default);
+    // Both flags only ever turn true (upstream never resets them).
+    init.bootstrap_data_secret_created = Some(init.bootstrap_data_secret_created == Some(true) || bootstrap.ready);
+    init.infrastructure_provisioned = Some(init.infrastructure_provisioned == Some(true) || infra.ready);
+
+    let node = match &provider_id {
+        Some(pid) => reconcile_node(machine, ctx, &ns, pid, &mut status).await,
+        None => Dependent {
+            ready: false,
+            condition: NewCondition::new(
+                NODE_HEALTHY,
+                Status::Unknown,
+                "WaitingForProviderID",
+                "waiting for the infrastructure provider to report a providerID",
+            ),
+        },
+    };
+    waiting |= !node.ready;
+    conditions::set(&mut status.conditions, node.condition, generation);
+
+    let phase = if status.node_ref.is_some() {
+        MachinePhase::Running
+    } else if provider_id.is_some() && infra.ready {
+        MachinePhase::Provisioned
+    } else if bootstrap.ready {
+        MachinePhase::Provisioning
+    } else {
+        MachinePhase::Pending
+    };
+    set_phase(&mut status, phase);
+    let requeue_available = set_ready_and_available(machine, &mut status);
+    write_status(&api, machine, status).await?;
+
+    // Provider kinds and Nodes are not watched: poll while waiting on them, resync when settled.
+    let next = if waiting { ctx.timing.wait } else { ctx.timing.resync };
+    Ok(Action::requeue(requeue_available.map_or(next, |r| r.min(next))))
+}
+
+/// The cluster-name label, the Cluster as owner when nothing controls the Machine (a standalone
+/// control-plane Machine), and the finalizer, in one guarded patch. Returns whether it patched.
+async fn ensure_metadata(machine: &Machine, cluster: &Cluster, api: &Api<Machine>) -> Result<bool, kube::Error> {
+    let mut meta = machine.meta().clone();
+    let mut changed = false;
+    let labels = meta.labels.get_or_insert_with(Default::default);
+    if labels.get(LABEL_CLUSTER_NAME) != Some(&machine.spec.cluster_name) {
+        labels.insert(LABEL_CLUSTER_NAME.into(), machine.spec.cluster_name.clone());
+        changed = true;
+    }
+    if capstan_api::owner::controller_owner(&meta).is_none()
+        && let Some(owner) = capstan_api::owner::owner_reference(cluster, false)
+    {
+        changed |= capstan_api::owner::ensure_owner_reference(&mut meta, owner);
+    }
+    let finalizers = meta.finalizers.get_or_insert_with(Vec::new);
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        finalizers.push(FINALIZER.into());
+        changed = true;
+    }
+    if !changed {
+        return Ok(false);
+    }
+    let patch = json!({"metadata": {
+        "labels": meta.labels,
+        "ownerReferences": meta.owner_references,
+        "finalizers": meta.finalizers,
+        "resourceVersion": machine.resource_version(),
+    }});
+    api.patch(&machine.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(true)
+}
+
+async fn reconcile_bootstrap(
+    machine: &Machine,
+    cluster: &Cluster,
+    ctx: &Ctx,
+    api: &Api<Machine>,
+    ns: &str,
+) -> Result<Dependent, Error> {
+    let Some(r) = &machine.spec.bootstrap.config_ref else {
+        return Ok(match machine.data_secret_name() {
+            Some(_) => Dependent {
+                ready: true,
+                condition: NewCondition::truthy(BOOTSTRAP_CONFIG_READY, "DataSecretProvided"),
+            },
+            None => Dependent {
+                ready: false,
+                condition: NewCondition::falsy(
+                    BOOTSTRAP_CONFIG_READY,
+                    "InvalidBootstrapConfig",
+                    "spec.bootstrap has neither configRef nor dataSecretName",
+                ),
+            },
+        });
+    };
+    let config = match external::get(&ctx.client, ns, r).await {
+        Err(ExternalError::Kube(e)) => return Err(e.into()),
+        Err(e) => {
+            return Ok(Dependent {
+                ready: false,
+                condition: NewCondition::falsy(BOOTSTRAP_CONFIG_READY, "InvalidBootstrapConfigRef", e.to_string()),
+            });
+        }
+        Ok((_, None)) => {
+            return Ok(Dependent {
+                ready: machine.data_secret_name().is_some(),
+                condition: NewCondition::falsy(
+                    BOOTSTRAP_CONFIG_READY,
+                    "BootstrapConfigDoesNotExist",
+                    format!("{} {} does not exist", r.kind, r.name),
+                ),
+            });
+        }
+        Ok((ar, Some(config))) => {
+            adopt_dependent(ctx, &ar, &config, machine, cluster).await?;
+            config
+        }
+    };
+    let status = &config.data["status"];
+    let created = status["initialization"]["dataSecretCreated"]
+        .as_bool()
+        .or_else(|| status["ready"].as_bool())
+        .unwrap_or(false);
+    let secret = status["dataSecretName"].as_str().filter(|s| !s.is_empty());
+    match (created, secret) {
+        (true, Some(secret)) => {
+            if machine.data_secret_name() != Some(secret) {
+                let patch = json!({"spec": {"bootstrap": {"dataSecretName": secret}}});
+                api.patch(&machine.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            Ok(Dependent {
+                ready: true,
+                condition: NewCondition::truthy(BOOTSTRAP_CONFIG_READY, "Ready"),
+            })
+        }
+        _ => {
+            let (st, reason, message) = external::ready_condition(&config).unwrap_or((
+                Status::False,
+                "BootstrapConfigNotReady".into(),
+                format!("waiting for {} {} to create the bootstrap data secret", r.kind, r.name),
+            ));
+            Ok(Dependent {
+                // Once the data secret name was copied, a config that is later not ready (e.g.
+                // paused) does not take the Machine back.
+                ready: machine.data_secret_name().is_some(),
+                condition: NewCondition::new(
+                    BOOTSTRAP_CONFIG_READY,
+                    if st == Status::True { Status::False } else { st },
+                    &reason,
+                    message,
+                ),
+            })
+        }
+    }
+}
+
+/// Returns the InfraMachine's state and the providerID once it is provisioned.
+async fn reconcile_infrastructure(
+    machine: &Machine,
+    cluster: &Cluster,
+    ctx: &Ctx,
+    api: &Api<Machine>,
+    ns: &str,
+    status: &mut MachineStatus,
+) -> Result<(Dependent, Option<String>), Error> {
+    let r = &machine.spec.infrastructure_ref;
+    let infra = match external::get(&ctx.client, ns, r).await {
+        Err(ExternalError::Kube(e)) => return Err(e.into()),
+        Err(e) => {
+            let c = NewCondition::falsy(INFRASTRUCTURE_READY, "InvalidInfrastructureRef", e.to_string());
+            return Ok((
+                Dependent {
+                    ready: false,
+                    condition: c,
+                },
+                None,
+            ));
+        }
+        Ok((_, None)) => {
+            let was = machine
+                .status
+                .as_ref()
+                .and_then(|s| s.initialization.as_ref())
+                .and_then(|i| i.infrastructure_provisioned)
+                == Some(true);
+            let (reason, message) = if was {
+                ("InfrastructureDeleted", format!("{} {} was deleted", r.kind, r.name))
+            } else {
+                (
+                    "InfrastructureDoesNotExist",
+                    format!("{} {} does not exist", r.kind, r.name),
+                )
+            };
+            return Ok((
+                Dependent {
+                    ready: false,
+                    condition: NewCondition::falsy(INFRASTRUCTURE_READY, reason, message),
+                },
+                machine.spec.provider_id.clone(),
+            ));
+        }
+        Ok((ar, Some(infra))) => {
+            adopt_dependent(ctx, &ar, &infra, machine, cluster).await?;
+            infra
+        }
+    };
+    let provisioned = external::provisioned(&infra);
+    let provider_id = infra.data["spec"]["providerID"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    if provisioned {
+        if let Ok(addresses) = serde_json::from_value::<Vec<MachineAddress>>(infra.data["status"]["addresses"].clone())
+        {
+            status.addresses = Some(addresses).filter(|a| !a.is_empty());
+        }
+        let fd = infra.data["spec"]["failureDomain"]
+            .as_str()
+            .or_else(|| infra.data["status"]["failureDomain"].as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if fd.is_some() {
+            status.failure_domain = fd;
+        }
+        if let Some(pid) = &provider_id
+            && machine.spec.provider_id.as_ref() != Some(pid)
+        {
+            let patch = json!({"spec": {"providerID": pid}});
+            api.patch(&machine.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    let ready = provisioned && provider_id.is_some();
+    let condition = match external::ready_condition(&infra) {
+        Some((st, reason, message)) => NewCondition::new(INFRASTRUCTURE_READY, st, &reason, message),
+        None if ready => NewCondition::truthy(INFRASTRUCTURE_READY, "Ready"),
+        None => NewCondition::falsy(
+            INFRASTRUCTURE_READY,
+            "InfrastructureNotReady",
+            format!("waiting for {} {} to be provisioned", r.kind, r.name),
+        ),
+    };
+    Ok((Dependent { ready, condition }, provider_id.filter(|_| provisioned)))
+}
+
+/// The Machine controls its bootstrap config and InfraMachine.
+async fn adopt_dependent(
+    ctx: &Ctx,
+    ar: &kube::core::ApiResource,
+    obj: &DynamicObject,
+    machine: &Machine,
+    cluster: &Cluster,
+) -> Result<(), kube::Error> {
+    // Something else controlling it (a control-plane provider) keeps control.
+    let controlled_elsewhere = capstan_api::owner::controller_owner(&obj.metadata)
+        .is_some_and(|o| Some(&o.uid) != machine.meta().uid.as_ref());
+    let Some(owner) = capstan_api::owner::owner_reference(machine, !controlled_elsewhere) else {
+        return Ok(());
+    };
+    external::adopt(&ctx.client, ar, obj, owner, &cluster.name_any()).await?;
+    Ok(())
+}
+
+/// Finds the Node with the Machine's providerID in the workload cluster.
+async fn reconcile_node(
+    machine: &Machine,
+    ctx: &Ctx,
+    ns: &str,
+    provider_id: &str,
+    status: &mut MachineStatus,
+) -> Dependent {
+    let unknown = |reason: &str, message: String| Dependent {
+        ready: false,
+        condition: NewCondition::new(NODE_HEALTHY, Status::Unknown, reason, message),
+    };
+    let client = match ctx.workload.get(&ctx.client, ns, &machine.spec.cluster_name).await {
+        Ok(c) => c,
+        Err(e) => return unknown("WaitingForKubeconfig", e.to_string()),
+    };
+    let nodes: Api<Node> = Api::all(client);
+    let found = match nodes.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .find(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_deref()) == Some(provider_id)),
+        Err(e) => {
+            return unknown(
+                "InspectionFailed",
+                format!("cannot list Nodes in the workload cluster: {e}"),
+            );
+        }
+    };
+    let Some(node) = found else {
+        return if status.node_ref.is_some() {
+            Dependent {
+                ready: false,
+                condition: NewCondition::falsy(NODE_HEALTHY, "NodeDeleted", "the Node of this Machine was deleted"),
+            }
+        } else {
+            unknown(
+                "NodeDoesNotExist",
+                format!("waiting for a Node with providerID {provider_id}"),
+            )
+        };
+    };
+    status.node_ref = Some(MachineNodeReference { name: node.name_any() });
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    let generation = machine.meta().generation;
+    match ready {
+        Some(c) if c.status == "True" => {
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::truthy(NODE_READY, "NodeReady"),
+                generation,
+            );
+            Dependent {
+                ready: true,
+                condition: NewCondition::truthy(NODE_HEALTHY, "NodeHealthy"),
+            }
+        }
+        other => {
+            let message = other
+                .and_then(|c| c.message.clone())
+                .unwrap_or_else(|| format!("Node {} is not ready", node.name_any()));
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(NODE_READY, "NodeNotReady", message.clone()),
+                generation,
+            );
+            Dependent {
+                ready: false,
+                condition: NewCondition::falsy(NODE_HEALTHY, "NodeNotHealthy", message),
+            }
+        }
+    }
+}
+
+fn set_phase(status: &mut MachineStatus, phase: MachinePhase) {
+    if status.phase != Some(phase) {
+        status.phase = Some(phase);
+        status.last_updated = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    }
+}
+
+/// `Ready` when bootstrap, infrastructure and node are; `Available` once Ready has held for
+/// `minReadySeconds`. Returns when to look again for Available.
+fn set_ready_and_available(machine: &Machine, status: &mut MachineStatus) -> Option<Duration> {
+    let generation = machine.meta().generation;
+    let pending: Vec<&str> = [BOOTSTRAP_CONFIG_READY, INFRASTRUCTURE_READY, NODE_HEALTHY]
+        .into_iter()
+        .filter(|t| !conditions::is_true(&status.conditions, t))
+        .collect();
+    let ready = if pending.is_empty() {
+        NewCondition::truthy(conditions::READY, "Ready")
+    } else {
+        NewCondition::falsy(
+            conditions::READY,
+            "NotReady",
+            format!("not yet: {}", pending.join(", ")),
+        )
+    };
+    conditions::set(&mut status.conditions, ready, generation);
+    let min_ready = Duration::from_secs(machine.spec.min_ready_seconds.unwrap_or(0).max(0) as u64);
+    let ready_for = conditions::get(&status.conditions, conditions::READY)
+        .filter(|c| c.status == "True")
+        .map(|c| {
+            let since = c.last_transition_time.0;
+            let now = k8s_openapi::jiff::Timestamp::now();
+            Duration::try_from(now.duration_since(since)).unwrap_or_default()
+        });
+    match ready_for {
+        Some(d) if d >= min_ready => {
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::truthy(AVAILABLE, "Available"),
+                generation,
+            );
+            None
+        }
+        Some(d) => {
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(AVAILABLE, "NotAvailable", "Ready for less than minReadySeconds"),
+                generation,
+            );
+            Some(min_ready - d)
+        }
+        None => {
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(AVAILABLE, "NotReady", "the Machine is not Ready"),
+                generation,
+            );
+            None
+        }
+    }
+}
+
+/// The fields of the Machine's status this controller owns, as they are now.
+fn owned_status(machine: &Machine) -> MachineStatus {
+    let current = machine.status.clone().unwrap_or_default();
+    MachineStatus {
+        initialization: current.initialization,
+        node_ref: current.node_ref,
+        addresses: current.addresses,
+        failure_domain: current.failure_domain,
+        phase: current.phase,
+        last_updated: current.last_updated,
+        conditions: current.conditions,
+        observed_generation: machine.meta().generation,
+        unknown: Default::default(),
+    }
+}
+
+async fn write_status(api: &Api<Machine>, machine: &Machine, status: MachineStatus) -> Result<(), kube::Error> {
+    if owned_status(machine) == status
+        && machine.status.as_ref().and_then(|s| s.observed_generation) == status.observed_generation
+    {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": Machine::api_version(&()),
+        "kind": "Machine",
+        "status": status,
+    });
+    api.patch_status(
+        &machine.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes the InfraMachine and the bootstrap config, waits for them to go, deletes the Node (best
+/// effort, bounded), then drops the finalizer.
+async fn delete(machine: &Machine, cluster: Option<&Cluster>, ctx: &Ctx, api: &Api<Machine>) -> Result<Action, Error> {
+    if !machine.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let ns = machine.namespace().unwrap_or_default();
+    let generation = machine.meta().generation;
+    let mut status = owned_status(machine);
+    set_phase(&mut status, MachinePhase::Deleting);
+    conditions::set(
+        &mut status.conditions,
+        NewCondition::falsy(conditions::READY, "Deleting", "the Machine is being deleted"),
+        generation,
+    );
+    conditions::set(
+        &mut status.conditions,
+        NewCondition::falsy(AVAILABLE, "Deleting", "the Machine is being deleted"),
+        generation,
+    );
+
+    let mut remaining = Vec::new();
+    let refs = [
+        Some(&machine.spec.infrastructure_ref),
+        machine.spec.bootstrap.config_ref.as_ref(),
+    ];
+    for r in refs.into_iter().flatten() {
+        match external::get(&ctx.client, &ns, r).await {
+            Ok((ar, Some(obj))) => {
+                if obj.metadata.deletion_timestamp.is_none() {
+                    let dapi: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
+                    dapi.delete(&obj.name_any(), &DeleteParams::background()).await?;
+                }
+                remaining.push(format!("{} {}", r.kind, r.name));
+            }
+            Ok((_, None)) | Err(ExternalError::CrdMissing(_)) | Err(ExternalError::NoContractLabel { .. }) => {}
+            Err(ExternalError::Kube(e)) => return Err(e.into()),
+        }
+    }
+    if !remaining.is_empty() {
+        conditions::set(
+            &mut status.conditions,
+            NewCondition::new(
+                conditions::DELETING,
+                Status::True,
+                "WaitingForInfrastructureDeletion",
+                format!("waiting for {} to be deleted", remaining.join(", ")),
+            ),
+            generation,
+        );
+        write_status(api, machine, status).await?;
+        return Ok(Action::requeue(ctx.timing.wait));
+    }
+
+    if let Some(node) = machine.status.as_ref().and_then(|s| s.node_ref.as_ref()) {
+        delete_node(machine, cluster, ctx, &ns, &node.name).await;
+    }
+    finalizer::remove(api, machine, FINALIZER, FIELD_MANAGER).await?;
+    info!("machine deleted");
+    Ok(Action::await_change())
+}
+
+/// Best effort, as upstream: skipped when the whole cluster goes or this is the last control-plane
+/// Machine, and given up after the node deletion timeout (counted from the deletion request).
+async fn delete_node(machine: &Machine, cluster: Option<&Cluster>, ctx: &Ctx, ns: &str, node: &str) {
+    let Some(cluster) = cluster.filter(|c| c.meta().deletion_timestamp.is_none()) else {
+        return;
+    };
+    if machine.is_control_plane() && cluster.spec.control_plane_ref.is_none() {
+        let machines: Api<Machine> = Api::namespaced(ctx.client.clone(), ns);
+        let lp = ListParams::default().labels(&format!(
+            "{LABEL_CLUSTER_NAME}={},{LABEL_CONTROL_PLANE}",
+            cluster.name_any()
+        ));
+        let others = machines.list(&lp).await.map(|l| {
+            l.items
+                .iter()
+                .filter(|m| m.meta().deletion_timestamp.is_none() && m.name_any() != machine.name_any())
+                .count()
+        });
+        if matches!(others, Ok(0)) {
+            info!(node, "last control-plane machine: its node stays");
+            return;
+        }
+    }
+    let timeout = machine
+        .spec
+        .unknown
+        .get("deletion")
+        .and_then(|d| d["nodeDeletionTimeoutSeconds"].as_u64())
+        .map(Duration::from_secs)
+        .unwrap_or(NODE_DELETION_TIMEOUT);
+    let client = match ctx.workload.get(&ctx.client, ns, &cluster.name_any()).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(node, error = %e, "cannot reach the workload cluster; the node stays");
+            return;
+        }
+    };
+    let nodes: Api<Node> = Api::all(client);
+    match tokio::time::timeout(timeout, nodes.delete(node, &DeleteParams::default())).await {
+        Ok(Ok(_)) => info!(node, "deleted node"),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+        Ok(Err(e)) => warn!(node, error = %e, "node deletion failed; the node stays"),
+        Err(_) => warn!(node, "node deletion timed out; the node stays"),
+    }
+}

@@ -1,0 +1,461 @@
+//! The MachineSet controller: keeps `replicas` Machines, each with a bootstrap config and an
+//! InfraMachine cloned from the set's templates, and removes surplus Machines by the set's deletion
+//! order.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use capstan_api::conditions::{self, NewCondition, Status};
+use capstan_api::contract::{ANNOTATION_DELETE_MACHINE, LABEL_CLUSTER_NAME, LABEL_SET_NAME, is_paused};
+use capstan_api::core::{
+    Cluster, ContractVersionedObjectReference, DeletionOrder, LabelSelector, Machine, MachineSet, MachineSetStatus,
+};
+use capstan_runtime::ProviderContext;
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::FIELD_MANAGER;
+use crate::controller::{Ctx, Error, backoff, controlled_by, delete_ignoring_missing, observe};
+use crate::external;
+use crate::template::{self, CloneInput, CreateError};
+
+const CONTROLLER: &str = "machineset";
+const SCALING_UP: &str = "ScalingUp";
+const SCALING_DOWN: &str = "ScalingDown";
+const MACHINES_READY: &str = "MachinesReady";
+
+pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
+    let sets: Api<MachineSet> = ctx.scope.api(ctx.client.clone());
+    let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
+    let clusters: Api<Cluster> = ctx.scope.api(ctx.client.clone());
+    let shutdown = ctx.shutdown.clone();
+    let controller = Controller::new(sets, ctx.scope.watcher_config());
+    let store = controller.store();
+    controller
+        .owns(machines, ctx.scope.watcher_config())
+        .watches(clusters, ctx.scope.watcher_config(), move |c: Cluster| {
+            let ns = c.namespace();
+            let name = c.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|s| s.spec.cluster_name == name && s.namespace() == ns)
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            |s, ctx| async move { observe(CONTROLLER, &*s, &ctx, reconcile(&s, &ctx)).await },
+            |s, err, ctx| backoff(CONTROLLER, &*s, err, &ctx),
+            state,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+/// `matchLabels` and `matchExpressions` as a label selector string.
+pub fn selector_string(selector: &LabelSelector) -> String {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    parts.join(",")
+}
+
+/// The Machines this set controls, oldest first.
+pub async fn owned_machines(client: &kube::Client, set: &MachineSet) -> Result<Vec<Machine>, kube::Error> {
+    let api: Api<Machine> = Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
+    let uid = set.uid().unwrap_or_default();
+    let mut list: Vec<Machine> = api
+        .list(&ListParams::default().labels(&selector_string(&set.spec.selector)))
+        .await?
+        .items
+        .into_iter()
+        .filter(|m| controlled_by(m, &uid))
+        .collect();
+    list.sort_by(|a, b| {
+        a.meta()
+            .creation_timestamp
+            .cmp(&b.meta().creation_timestamp)
+            .then_with(|| a.name_any().cmp(&b.name_any()))
+    });
+    Ok(list)
+}
+
+pub fn is_deleting(m: &Machine) -> bool {
+    m.meta().deletion_timestamp.is_some()
+}
+
+/// Ready and not on its way out.
+pub fn is_ready(m: &Machine) -> bool {
+    !is_deleting(m)
+        && m.status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
+}
+
+/// Available (Ready for minReadySeconds) and not on its way out.
+pub fn is_available(m: &Machine) -> bool {
+    !is_deleting(m)
+        && m.status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.conditions, crate::machine::AVAILABLE))
+}
+
+async fn reconcile(set: &MachineSet, ctx: &Ctx) -> Result<Action, Error> {
+    if set.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = set.namespace().unwrap_or_default();
+    let api: Api<MachineSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let clusters: Api<Cluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(cluster) = clusters.get_opt(&set.spec.cluster_name).await? else {
+        return Ok(Action::requeue(ctx.timing.wait));
+    };
+    if ensure_metadata(set, &cluster, &api).await? {
+        return Ok(Action::await_change());
+    }
+    let generation = set.meta().generation;
+    let mut status = owned_status(set);
+    let paused = is_paused(Some(&cluster), set.meta());
+    conditions::set(&mut status.conditions, conditions::paused(paused), generation);
+    if paused {
+        write_status(&api, set, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    let machines = owned_machines(&ctx.client, set).await?;
+    delete_orphaned_clones(ctx, set, &machines).await?;
+    let live: Vec<&Machine> = machines.iter().filter(|m| !is_deleting(m)).collect();
+    let desired = set.spec.replicas.unwrap_or(1).max(0) as usize;
+    let mut requeue = None;
+    if live.len() < desired && cluster.meta().deletion_timestamp.is_none() {
+        let missing = desired - live.len();
+        let mut failed = None;
+        for _ in 0..missing {
+            if let Err(e) = create_machine(set, ctx, &ns).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        match failed {
+            Some(CreateError::Kube(e)) => return Err(e.into()),
+            Some(CreateError::Template(e)) => {
+                conditions::set(
+                    &mut status.conditions,
+                    NewCondition::falsy(SCALING_UP, "CannotCreateMachines", e.to_string()),
+                    generation,
+                );
+                requeue = Some(ctx.timing.wait);
+            }
+            None => {
+                info!(count = missing, "created machines");
+                conditions::set(
+                    &mut status.conditions,
+                    NewCondition::new(
+                        SCALING_UP,
+                        Status::True,
+                        "ScalingUp",
+                        format!("scaling up from {} to {desired} replicas", live.len()),
+                    ),
+                    generation,
+                );
+            }
+        }
+    } else {
+        conditions::set(
+            &mut status.conditions,
+            NewCondition::falsy(SCALING_UP, "NotScalingUp", "not scaling up"),
+            generation,
+        );
+    }
+    if live.len() > desired {
+        let victims = pick_victims(&live, live.len() - desired, deletion_order(set));
+        let machines_api: Api<Machine> = Api::namespaced(ctx.client.clone(), &ns);
+        for m in &victims {
+            delete_ignoring_missing(&machines_api, &m.name_any()).await?;
+        }
+        info!(machines = ?victims.iter().map(|m| m.name_any()).collect::<Vec<_>>(), "scaled down");
+        conditions::set(
+            &mut status.conditions,
+            NewCondition::new(
+                SCALING_DOWN,
+                Status::True,
+                "ScalingDown",
+                format!("scaling down from {} to {desired} replicas", live.len()),
+            ),
+            generation,
+        );
+    } else {
+        conditions::set(
+            &mut status.conditions,
+            NewCondition::falsy(SCALING_DOWN, "NotScalingDown", "not scaling down"),
+            generation,
+        );
+    }
+
+    let ready = machines.iter().filter(|m| is_ready(m)).count() as i32;
+    status.replicas = Some(live.len() as i32);
+    status.ready_replicas = Some(ready);
+    status.available_replicas = Some(machines.iter().filter(|m| is_available(m)).count() as i32);
+    // The set's template never changes under its Machines (a new template means a new set).
+    status.up_to_date_replicas = Some(live.len() as i32);
+    status.selector = Some(selector_string(&set.spec.selector));
+    let not_ready: Vec<String> = live.iter().filter(|m| !is_ready(m)).map(|m| m.name_any()).collect();
+    conditions::set(
+        &mut status.conditions,
+        if not_ready.is_empty() {
+            NewCondition::truthy(MACHINES_READY, "Ready")
+        } else {
+            NewCondition::falsy(
+                MACHINES_READY,
+                "NotReady",
+                format!("not ready: {}", not_ready.join(", ")),
+            )
+        },
+        generation,
+    );
+    write_status(&api, set, status).await?;
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The cluster-name label and, for a set nothing controls, the Cluster as owner.
+async fn ensure_metadata(set: &MachineSet, cluster: &Cluster, api: &Api<MachineSet>) -> Result<bool, kube::Error> {
+    let mut meta = set.meta().clone();
+    let mut changed = false;
+    let labels = meta.labels.get_or_insert_with(Default::default);
+    if labels.get(LABEL_CLUSTER_NAME) != Some(&set.spec.cluster_name) {
+        labels.insert(LABEL_CLUSTER_NAME.into(), set.spec.cluster_name.clone());
+        changed = true;
+    }
+    if capstan_api::owner::controller_owner(&meta).is_none()
+        && let Some(owner) = capstan_api::owner::owner_reference(cluster, false)
+    {
+        changed |= capstan_api::owner::ensure_owner_reference(&mut meta, owner);
+    }
+    if !changed {
+        return Ok(false);
+    }
+    let patch = json!({"metadata": {
+        "labels": meta.labels,
+        "ownerReferences": meta.owner_references,
+        "resourceVersion": set.resource_version(),
+    }});
+    api.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(true)
+}
+
+fn deletion_order(set: &MachineSet) -> DeletionOrder {
+    set.spec
+        .deletion
+        .as_ref()
+        .and_then(|d| d.order)
+        .unwrap_or(DeletionOrder::Random)
+}
+
+/// Which Machines go first, as upstream ranks them: marked for deletion, then unhealthy (no node
+/// or not ready), then by the set's order.
+pub fn pick_victims<'a>(machines: &[&'a Machine], count: usize, order: DeletionOrder) -> Vec<&'a Machine> {
+    let rank = |m: &Machine| -> u8 {
+        if m.annotations().contains_key(ANNOTATION_DELETE_MACHINE) {
+            3
+        } else if m.status.as_ref().and_then(|s| s.node_ref.as_ref()).is_none() || !is_ready(m) {
+            2
+        } else {
+            1
+        }
+    };
+    let mut ranked: Vec<(&Machine, u8, u64)> = machines
+        .iter()
+        .map(|m| {
+            let tiebreak = match order {
+                DeletionOrder::Random => fastrand::u64(..),
+                _ => 0,
+            };
+            (*m, rank(m), tiebreak)
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.1.cmp(&a.1).then_with(|| match order {
+            DeletionOrder::Newest => b.0.meta().creation_timestamp.cmp(&a.0.meta().creation_timestamp),
+            DeletionOrder::Oldest => a.0.meta().creation_timestamp.cmp(&b.0.meta().creation_timestamp),
+            DeletionOrder::Random => a.2.cmp(&b.2),
+        })
+    });
+    ranked.into_iter().take(count).map(|(m, _, _)| m).collect()
+}
+
+/// `<set>-<5 random characters>`, as upstream's name generator (no vowels, no look-alikes).
+fn machine_name(set: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let base: String = set.chars().take(57).collect();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect();
+    format!("{base}-{suffix}")
+}
+
+/// Clones the bootstrap config and InfraMachine, then creates the Machine. A failed Machine create
+/// takes its clones back; a crash in between leaves clones that [`delete_orphaned_clones`] finds.
+async fn create_machine(set: &MachineSet, ctx: &Ctx, ns: &str) -> Result<(), CreateError> {
+    let name = machine_name(&set.name_any());
+    let tmpl = &set.spec.template;
+    let mut labels: BTreeMap<String, String> = tmpl
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    labels.insert(LABEL_SET_NAME.into(), set.name_any());
+    labels.insert(LABEL_CLUSTER_NAME.into(), set.spec.cluster_name.clone());
+    let annotations = tmpl
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    let set_owner = capstan_api::owner::owner_reference(set, false).expect("a stored MachineSet has a uid");
+    let base = CloneInput {
+        namespace: ns,
+        template: &tmpl.spec.infrastructure_ref,
+        name: &name,
+        cluster_name: &set.spec.cluster_name,
+        labels: &labels,
+        annotations: &annotations,
+        owner: set_owner,
+    };
+    let mut spec = tmpl.spec.clone();
+    spec.cluster_name = set.spec.cluster_name.clone();
+    let mut created = Vec::new();
+    let result = async {
+        if let Some(r) = &tmpl.spec.bootstrap.config_ref {
+            let cloned = template::create(
+                &ctx.client,
+                &CloneInput {
+                    template: r,
+                    ..base.clone()
+                },
+            )
+            .await?;
+            created.push(cloned.clone());
+            spec.bootstrap.config_ref = Some(cloned);
+        }
+        let infra = template::create(&ctx.client, &base).await?;
+        created.push(infra.clone());
+        spec.infrastructure_ref = infra;
+        let machine = Machine {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.to_string()),
+                labels: Some(labels.clone()),
+                annotations: Some(annotations.clone()).filter(|a| !a.is_empty()),
+                owner_references: Some(vec![
+                    capstan_api::owner::owner_reference(set, true).expect("a stored MachineSet has a uid"),
+                ]),
+                ..Default::default()
+            },
+            spec: spec.clone(),
+            status: None,
+        };
+        let api: Api<Machine> = Api::namespaced(ctx.client.clone(), ns);
+        api.create(&PostParams::default(), &machine).await?;
+        Ok::<(), CreateError>(())
+    }
+    .await;
+    if result.is_err() {
+        for r in &created {
+            if let Err(e) = delete_reference(ctx, ns, r).await {
+                warn!(kind = %r.kind, name = %r.name, error = %e, "cannot remove the clone of a failed machine");
+            }
+        }
+    }
+    result
+}
+
+async fn delete_reference(ctx: &Ctx, ns: &str, r: &ContractVersionedObjectReference) -> Result<(), Error> {
+    let ar = external::resolve(&ctx.client, r).await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+    delete_ignoring_missing(&api, &r.name).await?;
+    Ok(())
+}
+
+/// Clones made for a Machine that was never created (the process died in between) are deleted.
+async fn delete_orphaned_clones(ctx: &Ctx, set: &MachineSet, machines: &[Machine]) -> Result<(), Error> {
+    let ns = set.namespace().unwrap_or_default();
+    let names: HashSet<String> = machines.iter().map(|m| m.name_any()).collect();
+    let uid = set.uid().unwrap_or_default();
+    let spec = &set.spec.template.spec;
+    let templates = [Some(&spec.infrastructure_ref), spec.bootstrap.config_ref.as_ref()];
+    for t in templates.into_iter().flatten() {
+        let Some(kind) = template::cloned_kind(&t.kind) else {
+            continue;
+        };
+        let r = ContractVersionedObjectReference::new(t.api_group.clone(), kind, "");
+        let Ok(ar) = external::resolve(&ctx.client, &r).await else {
+            continue;
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &ar);
+        let lp = ListParams::default().labels(&format!("{LABEL_SET_NAME}={}", set.name_any()));
+        for obj in api.list(&lp).await?.items {
+            let ours = obj.owner_references().iter().any(|o| o.uid == uid);
+            if ours && !names.contains(&obj.name_any()) && obj.metadata.deletion_timestamp.is_none() {
+                // A Machine of that name may exist but be controlled by someone else: leave it.
+                let machines: Api<Machine> = Api::namespaced(ctx.client.clone(), &ns);
+                if machines.get_opt(&obj.name_any()).await?.is_none() {
+                    info!(kind = %ar.kind, name = %obj.name_any(), "deleting a clone whose machine was never created");
+                    delete_ignoring_missing(&api, &obj.name_any()).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn owned_status(set: &MachineSet) -> MachineSetStatus {
+    let current = set.status.clone().unwrap_or_default();
+    MachineSetStatus {
+        selector: current.selector,
+        replicas: current.replicas,
+        ready_replicas: current.ready_replicas,
+        available_replicas: current.available_replicas,
+        up_to_date_replicas: current.up_to_date_replicas,
+        conditions: current.conditions,
+        observed_generation: set.meta().generation,
+        unknown: Default::default(),
+    }
+}
+
+async fn write_status(api: &Api<MachineSet>, set: &MachineSet, status: MachineSetStatus) -> Result<(), kube::Error> {
+    if owned_status(set) == status
+        && set.status.as_ref().and_then(|s| s.observed_generation) == status.observed_generation
+    {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": MachineSet::api_version(&()),
+        "kind": "MachineSet",
+        "status": status,
+    });
+    api.patch_status(
+        &set.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
