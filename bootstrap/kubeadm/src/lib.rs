@@ -1,5 +1,9 @@
 //! `capstan-kubeadm`: a drop-in for Cluster API's kubeadm bootstrap provider (CABPK).
 //!
 //! - [`api`]: `KubeadmConfig` / `KubeadmConfigTemplate` (`bootstrap.cluster.x-k8s.io/v1beta2`).
+//! - [`pki`]: the cluster CAs and service-account key as `<cluster>-<purpose>` Secrets.
+//! - [`kubeconfig`]: the admin kubeconfig and its `<cluster>-kubeconfig` Secret.
 
 pub mod api;
+pub mod kubeconfig;
+pub mod pki;
