@@ -180,8 +180,10 @@ fn initial_control_plane_set_secrets_and_files() {
 
 #[test]
 fn external_etcd_and_worker_sets() {
-    let mut cfg = ClusterConfiguration::default();
-    cfg.certificates_dir = "/pki".into();
+    let mut cfg = ClusterConfiguration {
+        certificates_dir: "/pki".into(),
+        ..Default::default()
+    };
     cfg.etcd.external = Some(ExternalEtcd {
         endpoints: vec!["https://etcd:2379".into()],
         ca_file: "/ext/ca.crt".into(),
