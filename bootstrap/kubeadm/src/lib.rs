@@ -3,7 +3,9 @@
 //! - [`api`]: `KubeadmConfig` / `KubeadmConfigTemplate` (`bootstrap.cluster.x-k8s.io/v1beta2`).
 //! - [`pki`]: the cluster CAs and service-account key as `<cluster>-<purpose>` Secrets.
 //! - [`kubeconfig`]: the admin kubeconfig and its `<cluster>-kubeconfig` Secret.
+//! - [`render`]: kubeadm config (v1beta3/v1beta4) and cloud-config documents, byte-compatible with CABPK.
 
 pub mod api;
 pub mod kubeconfig;
 pub mod pki;
+pub mod render;

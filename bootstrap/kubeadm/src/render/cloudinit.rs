@@ -1,0 +1,172 @@
+//! cloud-config documents byte-compatible with CABPK's `pkg/cloudinit`: control-plane init,
+//! control-plane join and worker join. The layout lives in `templates/kubeadm/*.j2` (minijinja);
+//! this module prepares the values and provides the Go-compatible filters.
+
+use std::sync::LazyLock;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{Environment, Value};
+use serde::Serialize;
+
+use super::{RenderError, goformat};
+use crate::api::{DiskSetup, File, Ntp, User, is_default};
+use crate::pki::NodeFile;
+
+/// Infrastructure providers look for this file to tell bootstrap success (CAPI contract).
+pub const SENTINEL_FILE: &str = "/run/cluster-api/bootstrap-success.complete";
+const SENTINEL_COMMAND: &str = "echo success > /run/cluster-api/bootstrap-success.complete";
+
+const MAIN: &str = include_str!("../../../../templates/kubeadm/cloud-config.yaml.j2");
+const SECTIONS: &str = include_str!("../../../../templates/kubeadm/sections.yaml.j2");
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_syntax(
+        SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .expect("static syntax config"),
+    );
+    // YAML, not HTML: never escape.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_filter("goquote", |s: String| goformat::quote(&s));
+    env.add_filter("goindent", |s: String, n: usize| goformat::indent(&s, n));
+    // Go prints booleans lowercase; Jinja would print `True`.
+    env.add_filter("gobool", |b: bool| if b { "true" } else { "false" });
+    env.add_filter("partition_type", |s: String| partition_type(&s).to_string());
+    // `x is set`: present and not null, Go's "non-nil pointer".
+    env.add_test("set", |v: Value| !v.is_undefined() && !v.is_none());
+    env.add_template("cloud-config.yaml.j2", MAIN)
+        .expect("cloud-config template parses");
+    env.add_template("sections.yaml.j2", SECTIONS)
+        .expect("sections template parses");
+    env
+});
+
+/// cloud-init partition type codes for the names the API accepts; anything else (a GPT GUID)
+/// passes through. Upstream's code spells the RAID name `LinuxRaid` while its CRD validation
+/// spells it `LinuxRAID`; both are mapped here.
+pub fn partition_type(name: &str) -> &str {
+    match name {
+        "Linux" => "83",
+        "LinuxSwap" => "82",
+        "LinuxRAID" | "LinuxRaid" => "fd",
+        "LVM" => "8e",
+        "Fat32" => "0c",
+        "NTFS" => "07",
+        "LinuxExtended" => "85",
+        other => other,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentKind {
+    InitControlPlane,
+    JoinControlPlane,
+    JoinWorker,
+}
+
+/// Everything a cloud-config document is made of, already resolved: files have their content
+/// (contentFrom read, templates rendered), users their password.
+#[derive(Clone, Debug, Default)]
+pub struct CloudInitInput {
+    /// Certificates as node files (control-plane documents only).
+    pub certificates: Vec<NodeFile>,
+    pub files: Vec<File>,
+    pub boot_commands: Vec<String>,
+    pub pre_kubeadm_commands: Vec<String>,
+    pub post_kubeadm_commands: Vec<String>,
+    pub users: Vec<User>,
+    pub ntp: Ntp,
+    pub disk_setup: DiskSetup,
+    pub mounts: Vec<Vec<String>>,
+    pub verbosity: Option<i32>,
+    /// kubeadm YAML documents (init: cluster + init; joins: join).
+    pub cluster_configuration: String,
+    pub init_configuration: String,
+    pub join_configuration: String,
+}
+
+#[derive(Serialize)]
+struct FileView {
+    path: String,
+    encoding: Option<&'static str>,
+    owner: String,
+    permissions: String,
+    append: Option<bool>,
+    content: String,
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    kind: &'static str,
+    write_files: Vec<FileView>,
+    cluster_configuration: &'a str,
+    init_configuration: &'a str,
+    join_configuration: &'a str,
+    boot_commands: &'a [String],
+    pre_kubeadm_commands: &'a [String],
+    post_kubeadm_commands: &'a [String],
+    kubeadm_command: String,
+    ntp: Option<&'a Ntp>,
+    users: &'a [User],
+    disk_setup: Option<&'a DiskSetup>,
+    mounts: &'a [Vec<String>],
+}
+
+/// Renders one cloud-config document.
+pub fn render(kind: DocumentKind, input: &CloudInitInput) -> Result<String, RenderError> {
+    let verbosity = input.verbosity.map(|v| format!("--v {v}")).unwrap_or_default();
+    // The space before the verbosity stays when it is empty: upstream prints two spaces there.
+    let kubeadm_command = match kind {
+        DocumentKind::InitControlPlane => {
+            format!("'kubeadm init --config /run/kubeadm/kubeadm.yaml {verbosity} && {SENTINEL_COMMAND}'")
+        }
+        DocumentKind::JoinControlPlane | DocumentKind::JoinWorker => {
+            format!("kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml {verbosity} && {SENTINEL_COMMAND}")
+        }
+    };
+    let mut write_files: Vec<FileView> = Vec::new();
+    if kind != DocumentKind::JoinWorker {
+        write_files.extend(input.certificates.iter().map(|c| FileView {
+            path: c.path.clone(),
+            encoding: None,
+            owner: "root:root".into(),
+            permissions: c.permissions.into(),
+            append: None,
+            content: c.content.clone(),
+        }));
+    }
+    write_files.extend(input.files.iter().map(|f| FileView {
+        path: f.path.clone(),
+        encoding: f.encoding.map(|e| e.as_str()),
+        owner: f.owner.clone(),
+        permissions: f.permissions.clone(),
+        append: f.append,
+        content: f.content.clone(),
+    }));
+    let ctx = Context {
+        kind: match kind {
+            DocumentKind::InitControlPlane => "init",
+            DocumentKind::JoinControlPlane => "controlplane-join",
+            DocumentKind::JoinWorker => "worker",
+        },
+        write_files,
+        cluster_configuration: &input.cluster_configuration,
+        init_configuration: &input.init_configuration,
+        join_configuration: &input.join_configuration,
+        boot_commands: &input.boot_commands,
+        pre_kubeadm_commands: &input.pre_kubeadm_commands,
+        post_kubeadm_commands: &input.post_kubeadm_commands,
+        kubeadm_command,
+        ntp: (!is_default(&input.ntp)).then_some(&input.ntp),
+        users: &input.users,
+        disk_setup: (!is_default(&input.disk_setup)).then_some(&input.disk_setup),
+        mounts: &input.mounts,
+    };
+    Ok(ENV
+        .get_template("cloud-config.yaml.j2")?
+        .render(minijinja::value::Serde(&ctx))?)
+}
