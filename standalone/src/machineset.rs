@@ -459,3 +459,73 @@ async fn write_status(api: &Api<MachineSet>, set: &MachineSet, status: MachineSe
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn machine(name: &str, age_s: i64, ready: bool, marked: bool) -> Machine {
+        let created = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 - age_s).unwrap();
+        let mut m: Machine = serde_json::from_value(json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+            "metadata": {"name": name},
+            "spec": {"clusterName": "c", "bootstrap": {"dataSecretName": "s"},
+                     "infrastructureRef": {"apiGroup": "g", "kind": "K", "name": name}}
+        }))
+        .unwrap();
+        m.metadata.creation_timestamp = Some(Time(created));
+        if marked {
+            m.metadata.annotations = Some(BTreeMap::from([(ANNOTATION_DELETE_MACHINE.into(), "yes".into())]));
+        }
+        if ready {
+            m.status = Some(
+                serde_json::from_value(json!({
+                    "nodeRef": {"name": name},
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "Ready",
+                                    "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+                }))
+                .unwrap(),
+            );
+        }
+        m
+    }
+
+    fn names(v: Vec<&Machine>) -> Vec<String> {
+        v.into_iter().map(|m| m.name_any()).collect()
+    }
+
+    #[test]
+    fn deletion_order_puts_marked_then_unhealthy_first() {
+        let old = machine("old", 300, true, false);
+        let mid = machine("mid", 200, true, false);
+        let new = machine("new", 100, true, false);
+        let broken = machine("broken", 250, false, false);
+        let marked = machine("marked", 400, true, true);
+        let all = [&old, &mid, &new, &broken, &marked];
+        assert_eq!(
+            names(pick_victims(&all, 3, DeletionOrder::Newest)),
+            ["marked", "broken", "new"]
+        );
+        assert_eq!(
+            names(pick_victims(&all, 3, DeletionOrder::Oldest)),
+            ["marked", "broken", "old"]
+        );
+        let random = names(pick_victims(&all, 3, DeletionOrder::Random));
+        assert_eq!(&random[..2], ["marked", "broken"]);
+        assert!(["old", "mid", "new"].contains(&random[2].as_str()));
+        let healthy = [&old, &mid, &new];
+        assert_eq!(names(pick_victims(&healthy, 1, DeletionOrder::Newest)), ["new"]);
+    }
+
+    #[test]
+    fn selectors_render_as_label_queries() {
+        let sel: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"a": "1", "b": "2"},
+            "matchExpressions": [{"key": "c", "operator": "In", "values": ["x", "y"]},
+                                 {"key": "d", "operator": "DoesNotExist"}]
+        }))
+        .unwrap();
+        assert_eq!(selector_string(&sel), "a=1,b=2,c in (x,y),!d");
+    }
+}

@@ -5,6 +5,7 @@
 #![cfg(feature = "sim")]
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use capstan_dcs::sim::{SimConfig, Simulator};
 use capstan_e2e::{TestEnv, wait_for};
 use capstan_runtime::metrics::Metrics;
 use capstan_runtime::{Provider, ProviderContext, Scope};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
@@ -68,21 +70,26 @@ async fn apiserver_writes(client: &Client, resource: &str) -> u64 {
 
 async fn provision(client: &Client, n: usize, prefix: &str) -> Duration {
     let start = Instant::now();
-    for i in 0..n {
-        let name = format!("{prefix}-{i}");
-        create::<Secret>(client, json!({"metadata": {"name": format!("{name}-boot")}, "stringData": {"value": "#cloud-config\n", "format": "cloud-config"}})).await;
-        let machine: Machine = create(client, json!({
-            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
-            "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": "bench"}},
-            "spec": {"clusterName": "bench", "bootstrap": {"dataSecretName": format!("{name}-boot")},
-                     "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSMachine", "name": name}}
-        })).await;
-        create::<DCSMachine>(client, json!({
-            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSMachine",
-            "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": "bench"}, "ownerReferences": [owner(&machine)]},
-            "spec": {"template": "ubuntu-2204-tmpl", "cpu": 2, "memoryMiB": 4096, "nics": [{"dvSwitch": "ManagementDVS", "portGroup": "VLAN-329"}]}
-        })).await;
-    }
+    // Created the way a MachineDeployment scale-up creates them: many at once, not one by one.
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            let name = format!("{prefix}-{i}");
+            create::<Secret>(client, json!({"metadata": {"name": format!("{name}-boot")}, "stringData": {"value": "#cloud-config\n", "format": "cloud-config"}})).await;
+            let machine: Machine = create(client, json!({
+                "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+                "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": "bench"}},
+                "spec": {"clusterName": "bench", "bootstrap": {"dataSecretName": format!("{name}-boot")},
+                         "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSMachine", "name": name}}
+            })).await;
+            create::<DCSMachine>(client, json!({
+                "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSMachine",
+                "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": "bench"}, "ownerReferences": [owner(&machine)]},
+                "spec": {"template": "ubuntu-2204-tmpl", "cpu": 2, "memoryMiB": 4096, "nics": [{"dvSwitch": "ManagementDVS", "portGroup": "VLAN-329"}]}
+            })).await;
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
     let api: Api<DCSMachine> = Api::namespaced(client.clone(), "default");
     let done = wait_for(Duration::from_secs(600), || async {
         let list = api
@@ -122,8 +129,14 @@ async fn bench_200_machines() {
     let env = TestEnv::start().await.unwrap();
     env.install_crds(&capstan_dcs::api::crds()).await.unwrap();
     let client = env.client().await.unwrap();
-    // Default simulator latency: clone 2 s, boot 3 s.
-    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    // Default simulator latency (clone 2 s, boot 3 s); a DHCP range big enough for every VM (the
+    // default hands out 100 addresses, and a VM without an address never counts as provisioned).
+    let sim = Simulator::start(SimConfig {
+        dhcp_range: (Ipv4Addr::new(10, 100, 0, 10), Ipv4Addr::new(10, 100, 7, 250)),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
     create::<Secret>(&client, json!({"metadata": {"name": "creds"}, "stringData": {"endpoint": sim.url().to_string(), "authUser": "capstan", "authKey": "Sim-Passw0rd!"}})).await;
     let cluster: Cluster = create(&client, json!({
         "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"name": "bench"},
