@@ -284,7 +284,9 @@ fn machine_version(s: &Scope<'_>) -> Result<String, String> {
 }
 
 async fn init(s: &mut Scope<'_>) -> Result<Action, Error> {
-    if !s.status.has(DATA_SECRET_AVAILABLE) {
+    // Upstream sets this only when absent (so failure messages do not flicker); replacing the
+    // infrastructure-wait message too keeps the condition from pointing at a solved problem.
+    if !s.status.has(DATA_SECRET_AVAILABLE) || s.status.message_is(DATA_SECRET_AVAILABLE, MSG_WAITING_FOR_INFRA) {
         s.status.not_available(
             DATA_SECRET_AVAILABLE,
             MSG_WAITING_FOR_CP,

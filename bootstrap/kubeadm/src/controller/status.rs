@@ -44,6 +44,10 @@ impl StatusBuilder {
         conditions::get(&self.status.conditions, type_).is_some()
     }
 
+    pub fn message_is(&self, type_: &str, message: &str) -> bool {
+        conditions::get(&self.status.conditions, type_).is_some_and(|c| c.message == message)
+    }
+
     pub fn set(&mut self, c: NewCondition) {
         conditions::set(&mut self.status.conditions, c, self.generation);
     }
