@@ -486,7 +486,9 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
         metrics,
         stop,
         mut managers,
-        ..
+        // Bound, not `..`: dropping a TestEnv stops its apiserver.
+        _mgmt: _mgmt_env,
+        _workload: _workload_env,
     } = World::start(3, 2).await;
     // Everything comes up: 3 control-plane Machines and 2 workers Running with Ready Nodes.
     let machines: Api<Machine> = Api::namespaced(client.clone(), NS);

@@ -371,8 +371,12 @@ impl InfraProvider for DcsProvider {
         instance: &Instance,
     ) -> Result<(), ProviderError> {
         // The bootstrap volume holds join secrets: take it away once the machine is up.
+        // A reconcile working from a cache that has not seen the provisioned status yet comes here
+        // again: detach only what is still attached (a real VRM may refuse an empty drive).
         let client = self.client(scope.cluster, scope.credentials)?;
-        client.detach_cdrom(&instance.id).await?;
+        if client.get_vm(&instance.id).await?.cd_rom_status.as_deref() == Some("occupied") {
+            client.detach_cdrom(&instance.id).await?;
+        }
         Ok(())
     }
 }
