@@ -167,6 +167,20 @@ impl TestEnv {
         if !ready {
             anyhow::bail!("kube-apiserver did not become ready:\n{}", env.apiserver.log_tail(30));
         }
+        // `/readyz` can answer before the bootstrap controller has created the `default`
+        // namespace that every test writes into.
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+        let has_default = wait_for(Duration::from_secs(30), || {
+            let namespaces = namespaces.clone();
+            async move { matches!(namespaces.get_opt("default").await, Ok(Some(_))) }
+        })
+        .await;
+        if !has_default {
+            anyhow::bail!(
+                "kube-apiserver never created the default namespace:\n{}",
+                env.apiserver.log_tail(30)
+            );
+        }
         if opts.capi_crds {
             env.install_crds(&load_crds_from_dir(&capi_crds_dir())?).await?;
         }

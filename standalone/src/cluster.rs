@@ -20,7 +20,7 @@ use serde_json::json;
 use tracing::info;
 
 use crate::FIELD_MANAGER;
-use crate::controller::{Ctx, Error, backoff, controlled_by, delete_ignoring_missing, observe};
+use crate::controller::{Ctx, Error, apply_status, backoff, controlled_by, delete_ignoring_missing, observe};
 use crate::external::{self, ExternalError};
 use crate::kubeconfig;
 use crate::workload::kubeconfig_secret_name;
@@ -64,6 +64,7 @@ async fn reconcile(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
     }
 
     let mut status = owned_status(cluster);
+    status.observed_generation = cluster.meta().generation;
     let paused = is_paused(Some(cluster), cluster.meta());
     conditions::set(
         &mut status.conditions,
@@ -71,7 +72,7 @@ async fn reconcile(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
         cluster.meta().generation,
     );
     if paused {
-        write_status(&api, cluster, status).await?;
+        apply_status(&api, cluster, &owned_status(cluster), &status).await?;
         return Ok(Action::await_change());
     }
 
@@ -182,7 +183,7 @@ async fn reconcile(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
         control_plane_initialized: Some(cp_initialized),
     });
     status.phase = Some(phase);
-    write_status(&api, cluster, status).await?;
+    apply_status(&api, cluster, &owned_status(cluster), &status).await?;
     // InfraCluster kinds are not watched (any provider's kind may be referenced): resync slowly.
     Ok(Action::requeue(requeue.unwrap_or(ctx.timing.resync)))
 }
@@ -195,30 +196,9 @@ fn owned_status(cluster: &Cluster) -> ClusterStatus {
         conditions: current.conditions,
         failure_domains: current.failure_domains,
         phase: current.phase,
-        observed_generation: cluster.meta().generation,
+        observed_generation: current.observed_generation,
         unknown: Default::default(),
     }
-}
-
-/// Server-side applies the owned status fields, only when they changed.
-async fn write_status(api: &Api<Cluster>, cluster: &Cluster, status: ClusterStatus) -> Result<(), kube::Error> {
-    if owned_status(cluster) == status
-        && cluster.status.as_ref().and_then(|s| s.observed_generation) == status.observed_generation
-    {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": Cluster::api_version(&()),
-        "kind": "Cluster",
-        "status": status,
-    });
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Copies the InfraCluster's endpoint into the Cluster when the user did not set one.
@@ -338,7 +318,7 @@ async fn delete(cluster: &Cluster, ctx: &Ctx, api: &Api<Cluster>) -> Result<Acti
             NewCondition::truthy(conditions::DELETING, "WaitingForWorkersDeletion"),
             cluster.meta().generation,
         );
-        write_status(api, cluster, status).await?;
+        apply_status(api, cluster, &owned_status(cluster), &status).await?;
         return Ok(Action::requeue(ctx.timing.wait));
     }
     if let Some(r) = &cluster.spec.infrastructure_ref {
@@ -353,7 +333,7 @@ async fn delete(cluster: &Cluster, ctx: &Ctx, api: &Api<Cluster>) -> Result<Acti
                     NewCondition::truthy(conditions::DELETING, "WaitingForInfrastructureDeletion"),
                     cluster.meta().generation,
                 );
-                write_status(api, cluster, status).await?;
+                apply_status(api, cluster, &owned_status(cluster), &status).await?;
                 return Ok(Action::requeue(ctx.timing.wait));
             }
             Ok((_, None)) => {}

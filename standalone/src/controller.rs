@@ -133,3 +133,152 @@ pub fn controlled_by<K: Resource>(obj: &K, uid: &str) -> bool {
         .iter()
         .any(|o| o.controller == Some(true) && o.uid == uid)
 }
+
+/// Kinds that belong to a Cluster by `spec.clusterName`.
+pub trait ClusterScoped:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    fn cluster_name(&self) -> &str;
+}
+
+impl ClusterScoped for capstan_api::core::Machine {
+    fn cluster_name(&self) -> &str {
+        &self.spec.cluster_name
+    }
+}
+
+impl ClusterScoped for capstan_api::core::MachineSet {
+    fn cluster_name(&self) -> &str {
+        &self.spec.cluster_name
+    }
+}
+
+impl ClusterScoped for capstan_api::core::MachineDeployment {
+    fn cluster_name(&self) -> &str {
+        &self.spec.cluster_name
+    }
+}
+
+/// Runs `controller` with `reconcile` until shutdown. Every object of the kind is also
+/// reconciled when its Cluster changes (pausing, unpausing, infrastructure readiness).
+pub async fn run<K, F, Fut>(
+    ctx: &capstan_runtime::ProviderContext,
+    state: Arc<Ctx>,
+    name: &'static str,
+    controller: kube::runtime::Controller<K>,
+    reconcile: F,
+) where
+    K: ClusterScoped,
+    F: Fn(Arc<K>, Arc<Ctx>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let clusters: kube::Api<capstan_api::core::Cluster> = ctx.scope.api(ctx.client.clone());
+    let store = controller.store();
+    let shutdown = ctx.shutdown.clone();
+    let reconcile = Arc::new(reconcile);
+    controller
+        .watches(
+            clusters,
+            ctx.scope.watcher_config(),
+            move |c: capstan_api::core::Cluster| {
+                let ns = c.namespace();
+                let cluster = c.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|o| o.cluster_name() == cluster && o.namespace() == ns)
+                    .map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(
+            move |o, c| {
+                let fut = reconcile(o.clone(), c.clone());
+                async move { observe(name, &*o, &c, fut).await }
+            },
+            move |o, err, c| backoff(name, &*o, err, &c),
+            state,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+/// Server-side applies the fields of the status this core owns, only when they changed.
+pub async fn apply_status<K, S>(api: &kube::Api<K>, obj: &K, before: &S, after: &S) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: PartialEq + serde::Serialize,
+{
+    if before == after {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": after,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &kube::api::PatchParams::apply(crate::FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The cluster-name label, the Cluster among the owners (only when nothing controls the object,
+/// if `only_uncontrolled`), and `finalizer`, in one patch guarded by the resourceVersion. Returns
+/// whether it patched.
+pub async fn ensure_cluster_metadata<K: ClusterScoped>(
+    api: &kube::Api<K>,
+    obj: &K,
+    cluster: &capstan_api::core::Cluster,
+    only_uncontrolled: bool,
+    finalizer: Option<&str>,
+) -> Result<bool, kube::Error> {
+    use capstan_api::contract::LABEL_CLUSTER_NAME;
+    let mut meta = obj.meta().clone();
+    let mut changed = false;
+    let labels = meta.labels.get_or_insert_with(Default::default);
+    if labels.get(LABEL_CLUSTER_NAME).map(String::as_str) != Some(obj.cluster_name()) {
+        labels.insert(LABEL_CLUSTER_NAME.into(), obj.cluster_name().to_string());
+        changed = true;
+    }
+    if (!only_uncontrolled || capstan_api::owner::controller_owner(&meta).is_none())
+        && let Some(owner) = capstan_api::owner::owner_reference(cluster, false)
+    {
+        changed |= capstan_api::owner::ensure_owner_reference(&mut meta, owner);
+    }
+    if let Some(f) = finalizer {
+        let finalizers = meta.finalizers.get_or_insert_with(Vec::new);
+        if !finalizers.iter().any(|x| x == f) {
+            finalizers.push(f.into());
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({"metadata": {
+        "labels": meta.labels,
+        "ownerReferences": meta.owner_references,
+        "finalizers": meta.finalizers,
+        "resourceVersion": obj.resource_version(),
+    }});
+    api.patch(
+        &obj.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(true)
+}

@@ -10,18 +10,16 @@ use capstan_api::conditions::{self, NewCondition, Status};
 use capstan_api::contract::{LABEL_CLUSTER_NAME, LABEL_CONTROL_PLANE, is_paused};
 use capstan_api::core::{Cluster, Machine, MachineAddress, MachineNodeReference, MachinePhase, MachineStatus};
 use capstan_runtime::{ProviderContext, finalizer};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::FIELD_MANAGER;
-use crate::controller::{Ctx, Error, backoff, observe};
+use crate::controller::{self, Ctx, Error, apply_status, ensure_cluster_metadata};
 use crate::external::{self, ExternalError};
 
 pub const FINALIZER: &str = "machine.cluster.x-k8s.io";
@@ -38,30 +36,11 @@ const NODE_DELETION_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
-    let clusters: Api<Cluster> = ctx.scope.api(ctx.client.clone());
-    let shutdown = ctx.shutdown.clone();
     let controller = Controller::new(machines, ctx.scope.watcher_config());
-    let store = controller.store();
-    controller
-        // Pausing, unpausing and infrastructure readiness of the Cluster concern all its Machines.
-        .watches(clusters, ctx.scope.watcher_config(), move |c: Cluster| {
-            let ns = c.namespace();
-            let name = c.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|m| m.spec.cluster_name == name && m.namespace() == ns)
-                .map(|m| ObjectRef::from_obj(&*m))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(
-            |m, ctx| async move { observe(CONTROLLER, &*m, &ctx, reconcile(&m, &ctx)).await },
-            |m, err, ctx| backoff(CONTROLLER, &*m, err, &ctx),
-            state,
-        )
-        .for_each(|_| async {})
-        .await;
+    controller::run(&ctx, state, CONTROLLER, controller, |m, c| async move {
+        reconcile(&m, &c).await
+    })
+    .await;
 }
 
 /// What the reconcile learnt about a dependent object.
@@ -83,16 +62,17 @@ async fn reconcile(machine: &Machine, ctx: &Ctx) -> Result<Action, Error> {
         // Upstream waits for the Cluster too; the Cluster watch brings the Machine back.
         return Ok(Action::requeue(ctx.timing.wait));
     };
-    if ensure_metadata(machine, &cluster, &api).await? {
+    if ensure_cluster_metadata(&api, machine, &cluster, true, Some(FINALIZER)).await? {
         return Ok(Action::await_change());
     }
 
-    let mut status = owned_status(machine);
     let generation = machine.meta().generation;
+    let mut status = owned_status(machine);
+    status.observed_generation = generation;
     let paused = is_paused(Some(&cluster), machine.meta());
     conditions::set(&mut status.conditions, conditions::paused(paused), generation);
     if paused {
-        write_status(&api, machine, status).await?;
+        apply_status(&api, machine, &owned_status(machine), &status).await?;
         return Ok(Action::await_change());
     }
 
@@ -136,45 +116,11 @@ async fn reconcile(machine: &Machine, ctx: &Ctx) -> Result<Action, Error> {
     };
     set_phase(&mut status, phase);
     let requeue_available = set_ready_and_available(machine, &mut status);
-    write_status(&api, machine, status).await?;
+    apply_status(&api, machine, &owned_status(machine), &status).await?;
 
     // Provider kinds and Nodes are not watched: poll while waiting on them, resync when settled.
     let next = if waiting { ctx.timing.wait } else { ctx.timing.resync };
     Ok(Action::requeue(requeue_available.map_or(next, |r| r.min(next))))
-}
-
-/// The cluster-name label, the Cluster as owner when nothing controls the Machine (a standalone
-/// control-plane Machine), and the finalizer, in one guarded patch. Returns whether it patched.
-async fn ensure_metadata(machine: &Machine, cluster: &Cluster, api: &Api<Machine>) -> Result<bool, kube::Error> {
-    let mut meta = machine.meta().clone();
-    let mut changed = false;
-    let labels = meta.labels.get_or_insert_with(Default::default);
-    if labels.get(LABEL_CLUSTER_NAME) != Some(&machine.spec.cluster_name) {
-        labels.insert(LABEL_CLUSTER_NAME.into(), machine.spec.cluster_name.clone());
-        changed = true;
-    }
-    if capstan_api::owner::controller_owner(&meta).is_none()
-        && let Some(owner) = capstan_api::owner::owner_reference(cluster, false)
-    {
-        changed |= capstan_api::owner::ensure_owner_reference(&mut meta, owner);
-    }
-    let finalizers = meta.finalizers.get_or_insert_with(Vec::new);
-    if !finalizers.iter().any(|f| f == FINALIZER) {
-        finalizers.push(FINALIZER.into());
-        changed = true;
-    }
-    if !changed {
-        return Ok(false);
-    }
-    let patch = json!({"metadata": {
-        "labels": meta.labels,
-        "ownerReferences": meta.owner_references,
-        "finalizers": meta.finalizers,
-        "resourceVersion": machine.resource_version(),
-    }});
-    api.patch(&machine.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(true)
 }
 
 async fn reconcile_bootstrap(
@@ -519,29 +465,9 @@ fn owned_status(machine: &Machine) -> MachineStatus {
         phase: current.phase,
         last_updated: current.last_updated,
         conditions: current.conditions,
-        observed_generation: machine.meta().generation,
+        observed_generation: current.observed_generation,
         unknown: Default::default(),
     }
-}
-
-async fn write_status(api: &Api<Machine>, machine: &Machine, status: MachineStatus) -> Result<(), kube::Error> {
-    if owned_status(machine) == status
-        && machine.status.as_ref().and_then(|s| s.observed_generation) == status.observed_generation
-    {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": Machine::api_version(&()),
-        "kind": "Machine",
-        "status": status,
-    });
-    api.patch_status(
-        &machine.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Deletes the InfraMachine and the bootstrap config, waits for them to go, deletes the Node (best
@@ -594,7 +520,7 @@ async fn delete(machine: &Machine, cluster: Option<&Cluster>, ctx: &Ctx, api: &A
             ),
             generation,
         );
-        write_status(api, machine, status).await?;
+        apply_status(api, machine, &owned_status(machine), &status).await?;
         return Ok(Action::requeue(ctx.timing.wait));
     }
 

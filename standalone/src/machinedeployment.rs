@@ -12,17 +12,16 @@ use capstan_api::core::{
     ObjectMetaTemplate, RolloutStrategyType,
 };
 use capstan_runtime::ProviderContext;
-use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::FIELD_MANAGER;
-use crate::controller::{Ctx, Error, backoff, controlled_by, delete_ignoring_missing, observe};
+use crate::controller::{
+    self, Ctx, Error, apply_status, controlled_by, delete_ignoring_missing, ensure_cluster_metadata,
+};
 use crate::machineset::{is_available, is_deleting, is_ready, owned_machines, selector_string};
 use crate::rollout::{self, SetState};
 
@@ -36,30 +35,11 @@ const ROLLING_OUT: &str = "RollingOut";
 pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let deployments: Api<MachineDeployment> = ctx.scope.api(ctx.client.clone());
     let sets: Api<MachineSet> = ctx.scope.api(ctx.client.clone());
-    let clusters: Api<Cluster> = ctx.scope.api(ctx.client.clone());
-    let shutdown = ctx.shutdown.clone();
-    let controller = Controller::new(deployments, ctx.scope.watcher_config());
-    let store = controller.store();
-    controller
-        .owns(sets, ctx.scope.watcher_config())
-        .watches(clusters, ctx.scope.watcher_config(), move |c: Cluster| {
-            let ns = c.namespace();
-            let name = c.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|d| d.spec.cluster_name == name && d.namespace() == ns)
-                .map(|d| ObjectRef::from_obj(&*d))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(
-            |d, ctx| async move { observe(CONTROLLER, &*d, &ctx, reconcile(&d, &ctx)).await },
-            |d, err, ctx| backoff(CONTROLLER, &*d, err, &ctx),
-            state,
-        )
-        .for_each(|_| async {})
-        .await;
+    let controller = Controller::new(deployments, ctx.scope.watcher_config()).owns(sets, ctx.scope.watcher_config());
+    controller::run(&ctx, state, CONTROLLER, controller, |d, c| async move {
+        reconcile(&d, &c).await
+    })
+    .await;
 }
 
 /// A short, stable hash of the Machine template's spec: the identity of a MachineSet.
@@ -106,15 +86,16 @@ async fn reconcile(md: &MachineDeployment, ctx: &Ctx) -> Result<Action, Error> {
     let Some(cluster) = clusters.get_opt(&md.spec.cluster_name).await? else {
         return Ok(Action::requeue(ctx.timing.wait));
     };
-    if ensure_metadata(md, &cluster, &api).await? {
+    if ensure_cluster_metadata(&api, md, &cluster, false, None).await? {
         return Ok(Action::await_change());
     }
     let generation = md.meta().generation;
     let mut status = owned_status(md);
+    status.observed_generation = generation;
     let paused = is_paused(Some(&cluster), md.meta());
     conditions::set(&mut status.conditions, conditions::paused(paused), generation);
     if paused {
-        write_status(&api, md, status).await?;
+        apply_status(&api, md, &owned_status(md), &status).await?;
         return Ok(Action::await_change());
     }
 
@@ -294,7 +275,7 @@ async fn reconcile(md: &MachineDeployment, ctx: &Ctx) -> Result<Action, Error> {
                 .await?;
         }
     }
-    write_status(&api, md, status).await?;
+    apply_status(&api, md, &owned_status(md), &status).await?;
     // Machine readiness reaches this controller through the sets' status; while rolling, also look
     // again on a timer so progress never depends on one event.
     Ok(if old_left > 0 || live != desired {
@@ -388,34 +369,6 @@ async fn create_set(
     }
 }
 
-async fn ensure_metadata(
-    md: &MachineDeployment,
-    cluster: &Cluster,
-    api: &Api<MachineDeployment>,
-) -> Result<bool, kube::Error> {
-    let mut meta = md.meta().clone();
-    let mut changed = false;
-    let labels = meta.labels.get_or_insert_with(Default::default);
-    if labels.get(LABEL_CLUSTER_NAME) != Some(&md.spec.cluster_name) {
-        labels.insert(LABEL_CLUSTER_NAME.into(), md.spec.cluster_name.clone());
-        changed = true;
-    }
-    if let Some(owner) = capstan_api::owner::owner_reference(cluster, false) {
-        changed |= capstan_api::owner::ensure_owner_reference(&mut meta, owner);
-    }
-    if !changed {
-        return Ok(false);
-    }
-    let patch = json!({"metadata": {
-        "labels": meta.labels,
-        "ownerReferences": meta.owner_references,
-        "resourceVersion": md.resource_version(),
-    }});
-    api.patch(&md.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(true)
-}
-
 fn owned_status(md: &MachineDeployment) -> MachineDeploymentStatus {
     let current = md.status.clone().unwrap_or_default();
     MachineDeploymentStatus {
@@ -426,31 +379,7 @@ fn owned_status(md: &MachineDeployment) -> MachineDeploymentStatus {
         up_to_date_replicas: current.up_to_date_replicas,
         phase: current.phase,
         conditions: current.conditions,
-        observed_generation: md.meta().generation,
+        observed_generation: current.observed_generation,
         unknown: Default::default(),
     }
-}
-
-async fn write_status(
-    api: &Api<MachineDeployment>,
-    md: &MachineDeployment,
-    status: MachineDeploymentStatus,
-) -> Result<(), kube::Error> {
-    if owned_status(md) == status
-        && md.status.as_ref().and_then(|s| s.observed_generation) == status.observed_generation
-    {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": MachineDeployment::api_version(&()),
-        "kind": "MachineDeployment",
-        "status": status,
-    });
-    api.patch_status(
-        &md.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }

@@ -11,16 +11,14 @@ use capstan_api::core::{
     Cluster, ContractVersionedObjectReference, DeletionOrder, LabelSelector, Machine, MachineSet, MachineSetStatus,
 };
 use capstan_runtime::ProviderContext;
-use futures::StreamExt;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
-use crate::FIELD_MANAGER;
-use crate::controller::{Ctx, Error, backoff, controlled_by, delete_ignoring_missing, observe};
+use crate::controller::{
+    self, Ctx, Error, apply_status, controlled_by, delete_ignoring_missing, ensure_cluster_metadata,
+};
 use crate::external;
 use crate::template::{self, CloneInput, CreateError};
 
@@ -32,30 +30,11 @@ const MACHINES_READY: &str = "MachinesReady";
 pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let sets: Api<MachineSet> = ctx.scope.api(ctx.client.clone());
     let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
-    let clusters: Api<Cluster> = ctx.scope.api(ctx.client.clone());
-    let shutdown = ctx.shutdown.clone();
-    let controller = Controller::new(sets, ctx.scope.watcher_config());
-    let store = controller.store();
-    controller
-        .owns(machines, ctx.scope.watcher_config())
-        .watches(clusters, ctx.scope.watcher_config(), move |c: Cluster| {
-            let ns = c.namespace();
-            let name = c.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|s| s.spec.cluster_name == name && s.namespace() == ns)
-                .map(|s| ObjectRef::from_obj(&*s))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(
-            |s, ctx| async move { observe(CONTROLLER, &*s, &ctx, reconcile(&s, &ctx)).await },
-            |s, err, ctx| backoff(CONTROLLER, &*s, err, &ctx),
-            state,
-        )
-        .for_each(|_| async {})
-        .await;
+    let controller = Controller::new(sets, ctx.scope.watcher_config()).owns(machines, ctx.scope.watcher_config());
+    controller::run(&ctx, state, CONTROLLER, controller, |s, c| async move {
+        reconcile(&s, &c).await
+    })
+    .await;
 }
 
 /// `matchLabels` and `matchExpressions` as a label selector string.
@@ -128,15 +107,16 @@ async fn reconcile(set: &MachineSet, ctx: &Ctx) -> Result<Action, Error> {
     let Some(cluster) = clusters.get_opt(&set.spec.cluster_name).await? else {
         return Ok(Action::requeue(ctx.timing.wait));
     };
-    if ensure_metadata(set, &cluster, &api).await? {
+    if ensure_cluster_metadata(&api, set, &cluster, true, None).await? {
         return Ok(Action::await_change());
     }
     let generation = set.meta().generation;
     let mut status = owned_status(set);
+    status.observed_generation = generation;
     let paused = is_paused(Some(&cluster), set.meta());
     conditions::set(&mut status.conditions, conditions::paused(paused), generation);
     if paused {
-        write_status(&api, set, status).await?;
+        apply_status(&api, set, &owned_status(set), &status).await?;
         return Ok(Action::await_change());
     }
 
@@ -231,35 +211,8 @@ async fn reconcile(set: &MachineSet, ctx: &Ctx) -> Result<Action, Error> {
         },
         generation,
     );
-    write_status(&api, set, status).await?;
+    apply_status(&api, set, &owned_status(set), &status).await?;
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
-}
-
-/// The cluster-name label and, for a set nothing controls, the Cluster as owner.
-async fn ensure_metadata(set: &MachineSet, cluster: &Cluster, api: &Api<MachineSet>) -> Result<bool, kube::Error> {
-    let mut meta = set.meta().clone();
-    let mut changed = false;
-    let labels = meta.labels.get_or_insert_with(Default::default);
-    if labels.get(LABEL_CLUSTER_NAME) != Some(&set.spec.cluster_name) {
-        labels.insert(LABEL_CLUSTER_NAME.into(), set.spec.cluster_name.clone());
-        changed = true;
-    }
-    if capstan_api::owner::controller_owner(&meta).is_none()
-        && let Some(owner) = capstan_api::owner::owner_reference(cluster, false)
-    {
-        changed |= capstan_api::owner::ensure_owner_reference(&mut meta, owner);
-    }
-    if !changed {
-        return Ok(false);
-    }
-    let patch = json!({"metadata": {
-        "labels": meta.labels,
-        "ownerReferences": meta.owner_references,
-        "resourceVersion": set.resource_version(),
-    }});
-    api.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(true)
 }
 
 fn deletion_order(set: &MachineSet) -> DeletionOrder {
@@ -435,35 +388,16 @@ fn owned_status(set: &MachineSet) -> MachineSetStatus {
         available_replicas: current.available_replicas,
         up_to_date_replicas: current.up_to_date_replicas,
         conditions: current.conditions,
-        observed_generation: set.meta().generation,
+        observed_generation: current.observed_generation,
         unknown: Default::default(),
     }
-}
-
-async fn write_status(api: &Api<MachineSet>, set: &MachineSet, status: MachineSetStatus) -> Result<(), kube::Error> {
-    if owned_status(set) == status
-        && set.status.as_ref().and_then(|s| s.observed_generation) == status.observed_generation
-    {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": MachineSet::api_version(&()),
-        "kind": "MachineSet",
-        "status": status,
-    });
-    api.patch_status(
-        &set.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use serde_json::json;
 
     fn machine(name: &str, age_s: i64, ready: bool, marked: bool) -> Machine {
         let created = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 - age_s).unwrap();
