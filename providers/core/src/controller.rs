@@ -20,7 +20,7 @@ use crate::context::{Ctx, Timer};
 use crate::machine::Error;
 use crate::provider::*;
 
-type Factory<P> = Box<dyn Fn(Arc<capstan_runtime::metrics::Metrics>) -> P + Send + Sync>;
+type Factory<P> = Box<dyn Fn(kube::Client, Arc<capstan_runtime::metrics::Metrics>) -> P + Send + Sync>;
 
 /// Runs a provider's InfraCluster and InfraMachine controllers through the manager.
 pub struct LifecycleProvider<P> {
@@ -34,12 +34,12 @@ pub struct LifecycleProvider<P> {
 
 impl<P: InfraProvider> LifecycleProvider<P> {
     /// `installed_by` tells users what installs the provider's CRDs when they are missing. The
-    /// provider is built when the controllers start, with the process's metrics so its cloud
-    /// client can report calls.
+    /// provider is built when the controllers start, with the manager's client (for provider
+    /// kinds of its own) and the process's metrics (so its cloud client can report calls).
     pub fn new(
         name: &'static str,
         installed_by: &'static str,
-        factory: impl Fn(Arc<capstan_runtime::metrics::Metrics>) -> P + Send + Sync + 'static,
+        factory: impl Fn(kube::Client, Arc<capstan_runtime::metrics::Metrics>) -> P + Send + Sync + 'static,
     ) -> Self {
         Self {
             name,
@@ -110,7 +110,7 @@ where
     }
 
     fn run(&self, ctx: ProviderContext) -> BoxFuture<'static, Result<(), BoxError>> {
-        let provider = Arc::new((self.factory)(ctx.metrics.clone()));
+        let provider = Arc::new((self.factory)(ctx.client.clone(), ctx.metrics.clone()));
         let name = self.name;
         let poll = self.poll_interval;
         let resync = self.resync_interval;

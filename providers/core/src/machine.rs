@@ -591,6 +591,11 @@ where
         }
     };
     let Some(instance) = instance else {
+        if let Err(e) = provider.after_deleted(&scope).await {
+            fail(&mut status, e.to_string());
+            write_status::<P>(ctx, api, m, status).await?;
+            return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+        }
         info!("instance gone, releasing the finalizer");
         ctx.event(
             &m.object_ref(&()),

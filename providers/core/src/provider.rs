@@ -234,6 +234,12 @@ pub trait InfraProvider: Send + Sync + 'static {
         instance: &Instance,
     ) -> impl Future<Output = Result<Option<Operation>, Self::Error>> + Send;
 
+    /// Called once the instance is gone for good, before the finalizer is released (e.g. to give
+    /// back an address the machine held).
+    fn after_deleted(&self, _scope: &MachineScope<'_, Self>) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// Called once the machine is provisioned (e.g. to remove a bootstrap volume).
     fn after_provisioned(
         &self,

@@ -115,6 +115,68 @@ pub struct DCSMachineSpec {
     pub data_disks: Option<Vec<DataDisk>>,
     #[schemars(length(min = 1, max = 12))]
     pub nics: Vec<Nic>,
+    /// Takes the first NIC's address and the VM's hostname from a `DCSIPHostnamePool` entry
+    /// instead of `nics[0].ipv4` (which must then be unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_hostname_pool_ref: Option<PoolRef>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolRef {
+    /// A `DCSIPHostnamePool` in the machine's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Fixed addresses (and optionally hostnames) handed to machines one entry each, for networks
+/// without DHCP where every node must keep a known address.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "infrastructure.cluster.x-k8s.io",
+    version = "v1beta1",
+    kind = "DCSIPHostnamePool",
+    namespaced,
+    status = "DCSIPHostnamePoolStatus",
+    shortname = "dcsippool",
+    category = "cluster-api",
+    printcolumn = r#"{"name":"Allocated","type":"integer","jsonPath":".status.allocatedCount"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DCSIPHostnamePoolSpec {
+    #[schemars(length(min = 1, max = 4096))]
+    pub entries: Vec<PoolEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolEntry {
+    #[serde(flatten)]
+    pub address: StaticAddress,
+    /// The VM's hostname; the DCSMachine's name when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub hostname: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DCSIPHostnamePoolStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocations: Vec<PoolAllocation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated_count: Option<i32>,
+}
+
+/// Which DCSMachine holds which entry (by address, unique in a pool).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolAllocation {
+    pub address: String,
+    pub machine_name: String,
+    #[serde(rename = "machineUID")]
+    pub machine_uid: String,
 }
 
 /// Where the VM goes; the template's cluster when unset.
@@ -225,6 +287,7 @@ pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensi
         DCSClusterTemplate::crd(),
         DCSMachine::crd(),
         DCSMachineTemplate::crd(),
+        DCSIPHostnamePool::crd(),
     ]
     .into_iter()
     .map(|crd| {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod client;
 pub mod iso;
+pub mod pool;
 pub mod provider;
 #[cfg(feature = "sim")]
 pub mod sim;

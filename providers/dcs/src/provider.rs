@@ -42,11 +42,15 @@ pub enum ProviderError {
     Busy(String),
     #[error(transparent)]
     Dcs(#[from] DcsError),
+    #[error(transparent)]
+    Pool(#[from] crate::pool::PoolError),
 }
 
 impl CloudError for ProviderError {
     fn is_retryable(&self) -> bool {
-        matches!(self, ProviderError::Busy(_)) || matches!(self, ProviderError::Dcs(e) if e.is_retryable())
+        // Pool problems clear up without a spec change (a pool created or freed, a conflict).
+        matches!(self, ProviderError::Busy(_) | ProviderError::Pool(_))
+            || matches!(self, ProviderError::Dcs(e) if e.is_retryable())
     }
     fn is_not_found(&self) -> bool {
         matches!(self, ProviderError::Dcs(e) if e.is_not_found()) || matches!(self, ProviderError::TemplateNotFound(_))
@@ -59,6 +63,7 @@ impl CloudError for ProviderError {
             ProviderError::UnsupportedBootstrapFormat(_) => "UnsupportedBootstrapFormat",
             ProviderError::Iso(_) => "BootstrapVolumeFailed",
             ProviderError::Busy(_) => "InstanceBusy",
+            ProviderError::Pool(e) => e.reason(),
             ProviderError::Dcs(DcsError::Auth { .. }) => "AuthenticationFailed",
             ProviderError::Dcs(DcsError::Forbidden { .. }) => "PermissionDenied",
             ProviderError::Dcs(e) if e.is_retryable() => "CloudUnavailable",
@@ -83,13 +88,30 @@ impl ApiObserver for MetricsObserver {
 
 pub struct DcsProvider {
     pool: DcsClientPool,
+    /// For `DCSIPHostnamePool` allocations.
+    kube: kube::Client,
 }
 
 impl DcsProvider {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(kube: kube::Client, metrics: Arc<Metrics>) -> Self {
         Self {
             pool: DcsClientPool::new(Arc::new(MetricsObserver(metrics))),
+            kube,
         }
+    }
+
+    /// The pool entry the machine holds (allocated on first use), when it addresses from a pool.
+    async fn pool_lease(&self, scope: &MachineScope<'_, Self>) -> Result<Option<crate::pool::Lease>, ProviderError> {
+        let spec = &scope.machine.spec;
+        let Some(r) = &spec.ip_hostname_pool_ref else {
+            return Ok(None);
+        };
+        if spec.nics.first().and_then(|n| n.ipv4.as_ref()).is_some() {
+            return Err(ProviderError::Spec(
+                "set either nics[0].ipv4 or ipHostnamePoolRef, not both".into(),
+            ));
+        }
+        Ok(Some(crate::pool::acquire(&self.kube, scope.machine, &r.name).await?))
     }
 
     fn client(&self, cluster: &DCSCluster, creds: &Credentials) -> Result<DcsClient, ProviderError> {
@@ -236,13 +258,19 @@ impl InfraProvider for DcsProvider {
                 e.into()
             }
         })?;
+        let lease = self.pool_lease(scope).await?;
         let mut clone = CloneSpec::new(&scope.identity.name);
         clone.description = format!(
             "Capstan machine {}/{} of cluster {}",
             scope.identity.namespace, scope.identity.name, scope.identity.cluster_name
         );
         clone.external_uuid = Some(scope.identity.uid.clone());
-        clone.hostname = Some(scope.identity.name.clone());
+        clone.hostname = Some(
+            lease
+                .as_ref()
+                .and_then(|l| l.hostname.clone())
+                .unwrap_or_else(|| scope.identity.name.clone()),
+        );
         clone.cpu = Some(spec.cpu as u32);
         clone.memory_mib = Some(spec.memory_mib as u64);
         // The ISO has to be attached before the first boot, so never auto-boot.
@@ -264,11 +292,15 @@ impl InfraProvider for DcsProvider {
                 thin: true,
             });
         }
-        for nic in &spec.nics {
+        for (i, nic) in spec.nics.iter().enumerate() {
             let pg = client.find_port_group(&nic.dv_switch, &nic.port_group).await?;
+            let address = match (i, &lease) {
+                (0, Some(l)) => Some(&l.address),
+                _ => nic.ipv4.as_ref(),
+            };
             clone.nics.push(NicSpec {
                 port_group_urn: pg.urn,
-                ipv4: nic.ipv4.as_ref().map(static_ipv4).transpose()?,
+                ipv4: address.map(static_ipv4).transpose()?,
             });
         }
         let result = client.clone_vm(&template, &clone).await?;
@@ -287,16 +319,17 @@ impl InfraProvider for DcsProvider {
         let vm = client.get_vm(&instance.id).await?;
         if vm.cd_rom_status.as_deref() != Some("occupied") {
             // First the bootstrap volume, then (next pass) the power-on.
-            let network_config = scope
-                .machine
-                .spec
-                .nics
-                .first()
-                .and_then(|n| n.ipv4.as_ref())
+            let lease = self.pool_lease(scope).await?;
+            let network_config = lease
+                .as_ref()
+                .map(|l| &l.address)
+                .or_else(|| scope.machine.spec.nics.first().and_then(|n| n.ipv4.as_ref()))
                 .map(|a| static_ipv4(a).map(|s| static_network_config(s.address, s.prefix_len, s.gateway, &s.dns)));
             let seed = NoCloudSeed {
                 instance_id: scope.identity.uid.clone(),
-                hostname: scope.identity.name.clone(),
+                hostname: lease
+                    .and_then(|l| l.hostname)
+                    .unwrap_or_else(|| scope.identity.name.clone()),
                 user_data: bootstrap.value.clone(),
                 network_config: network_config.transpose()?,
             };
@@ -363,6 +396,13 @@ impl InfraProvider for DcsProvider {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn after_deleted(&self, scope: &MachineScope<'_, Self>) -> Result<(), ProviderError> {
+        if let Some(r) = &scope.machine.spec.ip_hostname_pool_ref {
+            crate::pool::release(&self.kube, scope.machine, &r.name).await?;
+        }
+        Ok(())
     }
 
     async fn after_provisioned(

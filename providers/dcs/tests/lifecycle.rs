@@ -387,6 +387,110 @@ async fn machine_provisions_deletes_and_reports_out_of_band_deletion() {
     assert!(w.sim.state().vm_by_name("m2").is_none(), "the VM is gone");
 }
 
+#[tokio::test]
+async fn pool_addresses_are_handed_out_once_and_given_back() {
+    let w = World::start_with(fast()).await;
+    w.cluster("c1", PASSWORD).await;
+    w.create::<capstan_dcs::api::DCSIPHostnamePool>(json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSIPHostnamePool",
+        "metadata": {"name": "nodes"},
+        "spec": {"entries": [
+            {"address": "10.30.0.11", "prefixLength": 24, "gateway": "10.30.0.1", "hostname": "node-a"},
+            {"address": "10.30.0.12", "prefixLength": 24, "gateway": "10.30.0.1", "hostname": "node-b"}
+        ]}
+    }))
+    .await;
+    let api: Api<DCSMachine> = Api::namespaced(w.client.clone(), "default");
+    for name in ["p0", "p1", "p2"] {
+        w.machine("c1", name, "ubuntu-2204-tmpl", None).await;
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ipHostnamePoolRef": {"name": "nodes"}}})),
+        )
+        .await
+        .unwrap();
+    }
+    // Only now may machines be created, all of them with the pool reference.
+    w.mark_infrastructure_provisioned("c1").await;
+    // Two entries, three machines: two provision with pool addresses, one waits and says why.
+    let address = |m: &DCSMachine| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| a.first())
+            .map(|a| a.address.clone())
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            let mut done = 0;
+            let mut exhausted = 0;
+            for name in ["p0", "p1", "p2"] {
+                let m = w.dcs_machine(name).await.unwrap();
+                done += provisioned(&m) as usize;
+                exhausted += (w.machine_reason(name).await.as_deref() == Some("IPPoolExhausted")) as usize;
+            }
+            done == 2 && exhausted == 1
+        })
+        .await
+    );
+    let mut holders = BTreeMap::new();
+    for name in ["p0", "p1", "p2"] {
+        let m = w.dcs_machine(name).await.unwrap();
+        if let Some(a) = address(&m).filter(|_| provisioned(&m)) {
+            let vm = w.sim.state().vm_by_name(name).unwrap();
+            let expected_host = if a == "10.30.0.11" { "node-a" } else { "node-b" };
+            assert_eq!(
+                vm.hostname.as_deref(),
+                Some(expected_host),
+                "hostname from the pool entry"
+            );
+            holders.insert(a, name);
+        }
+    }
+    assert_eq!(
+        holders.keys().cloned().collect::<Vec<_>>(),
+        ["10.30.0.11", "10.30.0.12"]
+    );
+    let waiting = ["p0", "p1", "p2"]
+        .into_iter()
+        .find(|n| !holders.values().any(|h| h == n))
+        .unwrap();
+    assert!(w.sim.state().vm_by_name(waiting).is_none(), "no VM without an address");
+
+    // Deleting a holder gives its entry to the waiting machine.
+    let freed = holders["10.30.0.12"];
+    api.delete(freed, &DeleteParams::default()).await.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            let m = w.dcs_machine(waiting).await.unwrap();
+            provisioned(&m) && address(&m).as_deref() == Some("10.30.0.12")
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine(waiting).await.map(|m| m.status)
+    );
+    for name in ["p0", "p1", "p2"] {
+        let _ = api.delete(name, &DeleteParams::default()).await;
+    }
+    let pools: Api<capstan_dcs::api::DCSIPHostnamePool> = Api::namespaced(w.client.clone(), "default");
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            api.list(&ListParams::default()).await.unwrap().items.is_empty()
+                && pools
+                    .get("nodes")
+                    .await
+                    .unwrap()
+                    .status
+                    .unwrap_or_default()
+                    .allocations
+                    .is_empty()
+        })
+        .await,
+        "every entry is given back"
+    );
+}
+
 /// A small deterministic PRNG, so a failing trial can be replayed.
 fn lcg(seed: &mut u64) -> u64 {
     *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
