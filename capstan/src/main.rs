@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod crds;
 mod manager;
 mod registry;
+mod render;
 mod telemetry;
 
 #[derive(Parser)]
@@ -26,6 +27,8 @@ enum Command {
     Manager(Box<manager::ManagerArgs>),
     /// Print every CRD Capstan defines, as multi-document YAML.
     Crds(crds::CrdsArgs),
+    /// Print the bootstrap data (cloud-config) of a KubeadmConfig, computed offline.
+    Render(render::RenderArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     capstan_runtime::install_crypto_provider();
     let result = match cli.command {
         Command::Crds(args) => crds::run(&args),
+        Command::Render(args) => render::run(&args),
         Command::Manager(args) => {
             telemetry::init(args.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

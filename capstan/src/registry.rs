@@ -7,6 +7,7 @@ pub fn all() -> Vec<Box<dyn Provider>> {
     vec![
         Box::new(capstan_dcs::lifecycle_provider()),
         Box::new(capstan_standalone::Standalone::default()),
+        Box::new(capstan_kubeadm::KubeadmBootstrapProvider::default()),
     ]
 }
 
