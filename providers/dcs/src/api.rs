@@ -179,13 +179,17 @@ pub struct PoolAllocation {
     pub machine_uid: String,
 }
 
-/// Where the VM goes; the template's cluster when unset.
+/// Where the VM goes, by name: a cluster or one host (not both); the template's cluster when
+/// unset. VM folders are not supported: VRM's folder API is not publicly documented.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Placement {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub host: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

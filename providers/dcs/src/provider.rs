@@ -275,8 +275,19 @@ impl InfraProvider for DcsProvider {
         clone.memory_mib = Some(spec.memory_mib as u64);
         // The ISO has to be attached before the first boot, so never auto-boot.
         clone.auto_boot = false;
-        if let Some(cluster) = spec.placement.as_ref().and_then(|p| p.cluster.as_deref()) {
-            clone.location = Some(client.find_cluster(cluster).await?.urn);
+        match spec
+            .placement
+            .as_ref()
+            .map(|p| (p.cluster.as_deref(), p.host.as_deref()))
+        {
+            Some((Some(_), Some(_))) => {
+                return Err(ProviderError::Spec(
+                    "placement names both a cluster and a host; set one".into(),
+                ));
+            }
+            Some((Some(cluster), None)) => clone.location = Some(client.find_cluster(cluster).await?.urn),
+            Some((None, Some(host))) => clone.location = Some(client.find_host(host).await?.urn),
+            _ => {}
         }
         clone.disks.push(DiskSpec {
             sequence_num: 1,

@@ -406,7 +406,9 @@ async fn pool_addresses_are_handed_out_once_and_given_back() {
         api.patch(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"ipHostnamePoolRef": {"name": "nodes"}}})),
+            &Patch::Merge(
+                json!({"spec": {"ipHostnamePoolRef": {"name": "nodes"}, "placement": {"host": "cnahost-01"}}}),
+            ),
         )
         .await
         .unwrap();

@@ -24,6 +24,12 @@ struct Clusters {
 }
 
 #[derive(Deserialize)]
+struct Hosts {
+    #[serde(default)]
+    hosts: Vec<InventoryItem>,
+}
+
+#[derive(Deserialize)]
 struct Datastores {
     #[serde(default)]
     datastores: Vec<InventoryItem>,
@@ -67,6 +73,17 @@ impl DcsClient {
             .call("list_clusters", Method::GET, url, "clusters", Body::None)
             .await?;
         exactly_one("find_cluster", format!("cluster {name:?}"), list.clusters, name)
+    }
+
+    /// A host by name, for pinning a VM to it (its URN goes into the clone's `location`).
+    pub async fn find_host(&self, name: &str) -> Result<InventoryItem, DcsError> {
+        let mut url = self.site_url("hosts").await?;
+        url.query_pairs_mut()
+            .append_pair("name", name)
+            .append_pair("limit", "100")
+            .append_pair("offset", "0");
+        let list: Hosts = self.call("list_hosts", Method::GET, url, "hosts", Body::None).await?;
+        exactly_one("find_host", format!("host {name:?}"), list.hosts, name)
     }
 
     pub async fn find_datastore(&self, name: &str) -> Result<InventoryItem, DcsError> {

@@ -53,6 +53,7 @@ pub(crate) fn router(shared: Sh) -> Router {
         .route("/service/session", post(login).delete(logout))
         .route("/service/sites", get(list_sites))
         .route("/service/sites/{site}/clusters", get(list_clusters))
+        .route("/service/sites/{site}/hosts", get(list_hosts))
         .route("/service/sites/{site}/datastores", get(list_datastores))
         .route("/service/sites/{site}/dvswitchs", get(list_dvswitches))
         .route(
@@ -209,6 +210,16 @@ async fn list_clusters(State(sh): State<Sh>, Path(site): Path<String>, h: Header
     ok(json!({"clusters": [{
         "urn": urn, "uri": crate::client::urn::urn_to_uri(&urn),
         "name": w.config.cluster_name, "parentObjUrn": format!("urn:sites:{site}"), "tag": "",
+    }]}))
+}
+
+async fn list_hosts(State(sh): State<Sh>, Path(site): Path<String>, h: HeaderMap) -> Answer {
+    enter(&sh, "list_hosts", &h, Some(&site)).await?;
+    let w = sh.lock();
+    let urn = w.host_urn();
+    ok(json!({"total": 1, "hosts": [{
+        "urn": urn, "uri": crate::client::urn::urn_to_uri(&urn), "name": w.config.host_name,
+        "clusterUrn": w.cluster_urn(), "status": "normal", "ip": "127.0.0.1",
     }]}))
 }
 

@@ -133,6 +133,8 @@ pub struct SimConfig {
     pub site_name: String,
     pub cluster_id: u32,
     pub cluster_name: String,
+    /// The one host of the cluster (id 420 in its URN).
+    pub host_name: String,
     pub datastore_id: u32,
     pub datastore_name: String,
     pub templates: Vec<SimTemplate>,
@@ -153,6 +155,7 @@ impl Default for SimConfig {
             site_name: "site-sim".into(),
             cluster_id: 117,
             cluster_name: "cluster-sim".into(),
+            host_name: "cnahost-01".into(),
             datastore_id: 41,
             datastore_name: "ds1".into(),
             templates: vec![SimTemplate {

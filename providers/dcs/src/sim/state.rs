@@ -205,6 +205,10 @@ impl World {
         format!("urn:sites:{}:clusters:{}", self.site(), self.config.cluster_id)
     }
 
+    pub fn host_urn(&self) -> String {
+        format!("urn:sites:{}:hosts:420", self.site())
+    }
+
     pub fn datastore_urn(&self) -> String {
         format!("urn:sites:{}:datastores:{}", self.site(), self.config.datastore_id)
     }
@@ -401,8 +405,8 @@ impl World {
             "description": vm.description,
             "group": "",
             "location": vm.location,
-            "clusterUrn": vm.location,
-            "hostUrn": format!("urn:sites:{site}:hosts:420"),
+            "clusterUrn": self.cluster_urn(),
+            "hostUrn": self.host_urn(),
             "dataStoreUrns": [self.datastore_urn()],
             "status": vm.status,
             "pvDriverStatus": vm.pv_driver_status,
