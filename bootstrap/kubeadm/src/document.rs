@@ -60,6 +60,10 @@ pub struct DocumentInput<'a> {
 pub fn render(input: DocumentInput<'_>) -> Result<String, RenderError> {
     let api = KubeadmApi::for_version(input.kubernetes_version)?;
     let spec = input.spec;
+    // Never hand out cloud-config under an `ignition` format label.
+    if spec.format == Some(crate::api::Format::Ignition) {
+        return Err(RenderError::IgnitionUnsupported);
+    }
     let mut ci = CloudInitInput {
         certificates: match input.kind {
             DocumentKind::JoinWorker => Vec::new(),

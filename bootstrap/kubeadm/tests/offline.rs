@@ -88,3 +88,12 @@ fn uses_the_pki_directory_and_refuses_secret_references() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ignition_is_refused_not_faked() {
+    let (c, cl, m) = objects(true, json!({"format": "ignition"}), false);
+    match render(&c, &cl, &m, None, None) {
+        Err(OfflineError::Render(e)) => assert!(e.to_string().contains("ignition is not supported"), "{e}"),
+        other => panic!("expected a render error, got {:?}", other.map(|r| r.kind)),
+    }
+}

@@ -280,6 +280,9 @@ fn machine_version(s: &Scope<'_>) -> Result<String, String> {
         ));
     };
     KubeadmApi::for_version(&v).map_err(|e| e.to_string())?;
+    if s.config.spec.format == Some(crate::api::Format::Ignition) {
+        return Err(RenderError::IgnitionUnsupported.to_string());
+    }
     Ok(v)
 }
 

@@ -17,6 +17,10 @@ pub enum RenderError {
     UnsupportedVersion(String),
     #[error("invalid Kubernetes version {0:?}: expected vMAJOR.MINOR.PATCH")]
     InvalidVersion(String),
+    #[error(
+        "spec.format ignition is not supported by Capstan's kubeadm bootstrap provider (upstream gates it behind the alpha KubeadmBootstrapFormatIgnition feature): use cloud-config"
+    )]
+    IgnitionUnsupported,
     #[error("rendering the bootstrap template: {0}")]
     Template(#[from] minijinja::Error),
 }
