@@ -7,6 +7,7 @@
 //! cloud-config secret) and a kubelet (registers a Ready Node with the Machine's providerID in the
 //! workload cluster), until the kubeadm bootstrap provider and guest emulation take their place.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
@@ -816,5 +817,108 @@ async fn bench_idle_cluster() {
         machine_reconciles / total as f64
     );
     println!("BENCH idle_30s_writes={idle} idle_30s_machine_reconciles={idle_reconciles}");
+    w.stop.cancel();
+}
+
+/// How many live workers use each DCSMachineTemplate.
+async fn workers_by_template(client: &Client) -> BTreeMap<String, usize> {
+    let dcs: Api<DCSMachine> = Api::namespaced(client.clone(), NS);
+    let mut count = BTreeMap::new();
+    for w in workers(client)
+        .await
+        .iter()
+        .filter(|m| m.meta().deletion_timestamp.is_none())
+    {
+        if let Some(infra) = dcs.get_opt(&w.spec.infrastructure_ref.name).await.unwrap()
+            && let Some(t) = infra.annotations().get("cluster.x-k8s.io/cloned-from-name")
+        {
+            *count.entry(t.clone()).or_insert(0) += 1;
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_delete_waits_for_the_user_and_a_paused_deployment_starts_no_rollout() {
+    // Kept whole: dropping a part (an apiserver, the simulator) would stop it.
+    let w = World::start(0, 2).await;
+    let client = w.client.clone();
+    let deployments: Api<MachineDeployment> = Api::namespaced(client.clone(), NS);
+    let sets: Api<MachineSet> = Api::namespaced(client.clone(), NS);
+    let machines: Api<Machine> = Api::namespaced(client.clone(), NS);
+    deployments
+        .patch(
+            "md-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rollout": {"strategy": {"type": "OnDelete", "rollingUpdate": null}}}})),
+        )
+        .await
+        .unwrap();
+    assert!(workers_settle(&client, 2, "worker-a").await);
+
+    // Paused: a template change starts nothing.
+    deployments
+        .patch(
+            "md-0",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"paused": true, "template": {"spec": {"infrastructureRef": {"name": "worker-b"}}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sets.list(&ListParams::default()).await.unwrap().items.len(),
+        1,
+        "no new MachineSet while paused"
+    );
+
+    // Unpaused, OnDelete: the new MachineSet exists but no Machine is replaced by itself.
+    deployments
+        .patch(
+            "md-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            sets.list(&ListParams::default()).await.unwrap().items.len() == 2
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        workers_by_template(&client).await,
+        BTreeMap::from([("worker-a".to_string(), 2)])
+    );
+
+    // The user deletes old Machines one by one; each is replaced from the new template.
+    for (i, victim) in workers(&client).await.iter().map(|m| m.name_any()).enumerate() {
+        machines.delete(&victim, &DeleteParams::default()).await.unwrap();
+        let expected = if i == 0 {
+            BTreeMap::from([("worker-a".to_string(), 1), ("worker-b".to_string(), 1)])
+        } else {
+            BTreeMap::from([("worker-b".to_string(), 2)])
+        };
+        assert!(
+            wait_for(Duration::from_secs(60), || async {
+                workers_by_template(&client).await == expected
+            })
+            .await,
+            "after deleting {victim}: {:?}",
+            workers_by_template(&client).await
+        );
+    }
+    assert!(workers_settle(&client, 2, "worker-b").await);
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            sets.list(&ListParams::default()).await.unwrap().items.len() == 1
+        })
+        .await,
+        "the emptied old MachineSet goes"
+    );
     w.stop.cancel();
 }

@@ -125,8 +125,11 @@ async fn reconcile(set: &MachineSet, ctx: &Ctx) -> Result<Action, Error> {
     let live: Vec<&Machine> = machines.iter().filter(|m| !is_deleting(m)).collect();
     let desired = set.spec.replicas.unwrap_or(1).max(0) as usize;
     let mut requeue = None;
-    if live.len() < desired && cluster.meta().deletion_timestamp.is_none() {
-        let missing = desired - live.len();
+    // A Machine on its way out still counts until it is gone, as upstream counts it: replacing it
+    // at once would race the MachineDeployment, which shrinks an old set (OnDelete) when it sees
+    // one of its Machines deleted.
+    if machines.len() < desired && cluster.meta().deletion_timestamp.is_none() {
+        let missing = desired - machines.len();
         let mut failed = None;
         for _ in 0..missing {
             if let Err(e) = create_machine(set, ctx, &ns).await {
