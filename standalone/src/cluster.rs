@@ -22,8 +22,8 @@ use tracing::info;
 use crate::FIELD_MANAGER;
 use crate::controller::{Ctx, Error, apply_status, backoff, controlled_by, delete_ignoring_missing, observe};
 use crate::external::{self, ExternalError};
-use crate::kubeconfig;
-use crate::workload::kubeconfig_secret_name;
+use capstan_kubeadm::kubeconfig::{admin_kubeconfig, kubeconfig_secret, kubeconfig_secret_name};
+use capstan_kubeadm::pki::Purpose;
 
 pub const FINALIZER: &str = "cluster.cluster.x-k8s.io";
 const CONTROLLER: &str = "cluster";
@@ -250,15 +250,13 @@ async fn ensure_kubeconfig(cluster: &Cluster, ctx: &Ctx, ns: &str) -> Result<boo
     if secrets.get_opt(&kubeconfig_secret_name(&name)).await?.is_some() {
         return Ok(true);
     }
-    let Some(ca) = secrets.get_opt(&kubeconfig::ca_secret_name(&name)).await? else {
+    let ca_secret = Purpose::ClusterCa.secret_name(&name);
+    let Some(ca) = secrets.get_opt(&ca_secret).await? else {
         return Ok(false);
     };
     let data = ca.data.unwrap_or_default();
     let (Some(crt), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
-        return Err(Error::Pki(format!(
-            "secret {} lacks tls.crt or tls.key",
-            kubeconfig::ca_secret_name(&name)
-        )));
+        return Err(Error::Pki(format!("secret {ca_secret} lacks tls.crt or tls.key")));
     };
     let Some(ep) = cluster.spec.control_plane_endpoint.as_ref() else {
         return Ok(false);
@@ -268,9 +266,9 @@ async fn ensure_kubeconfig(cluster: &Cluster, ctx: &Ctx, ns: &str) -> Result<boo
         ep.host.as_deref().unwrap_or_default(),
         ep.port.unwrap_or(6443)
     );
-    let text = kubeconfig::admin_kubeconfig(&name, &server, &crt.0, &key.0)?;
+    let text = admin_kubeconfig(&name, &server, &crt.0, &key.0).map_err(|e| Error::Pki(e.to_string()))?;
     let owner = capstan_api::owner::owner_reference(cluster, true).expect("a stored Cluster has a uid");
-    let secret = kubeconfig::admin_kubeconfig_secret(&name, ns, owner, text);
+    let secret = kubeconfig_secret(&name, ns, &text, Some(owner));
     match secrets.create(&PostParams::default(), &secret).await {
         Ok(_) => info!(secret = %kubeconfig_secret_name(&name), "wrote admin kubeconfig"),
         Err(kube::Error::Api(s)) if s.code == 409 => {}

@@ -75,12 +75,6 @@ impl Error {
     }
 }
 
-impl From<openssl::error::ErrorStack> for Error {
-    fn from(e: openssl::error::ErrorStack) -> Self {
-        Error::Pki(e.to_string())
-    }
-}
-
 pub fn key<K: Resource>(o: &K) -> String {
     format!(
         "{}/{}",

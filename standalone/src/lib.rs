@@ -13,7 +13,6 @@
 mod cluster;
 mod controller;
 mod external;
-mod kubeconfig;
 mod machine;
 mod machinedeployment;
 mod machineset;

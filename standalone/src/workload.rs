@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use capstan_kubeadm::kubeconfig::kubeconfig_secret_name;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
@@ -18,10 +19,6 @@ pub enum WorkloadError {
     BadKubeconfig { secret: String, reason: String },
     #[error("reading secret {secret}: {source}")]
     Read { secret: String, source: kube::Error },
-}
-
-pub fn kubeconfig_secret_name(cluster: &str) -> String {
-    format!("{cluster}-kubeconfig")
 }
 
 #[derive(Default)]
