@@ -8,6 +8,8 @@ mod crds;
 mod manager;
 mod registry;
 mod render;
+#[cfg(feature = "sim")]
+mod sim;
 mod telemetry;
 
 #[derive(Parser)]
@@ -29,6 +31,9 @@ enum Command {
     Crds(crds::CrdsArgs),
     /// Print the bootstrap data (cloud-config) of a KubeadmConfig, computed offline.
     Render(render::RenderArgs),
+    /// Run a cloud simulator (`capstan sim dcs`), for demos and tests without the real cloud.
+    #[cfg(feature = "sim")]
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crds(args) => crds::run(&args),
         Command::Render(args) => render::run(&args),
+        #[cfg(feature = "sim")]
+        Command::Sim(args) => {
+            telemetry::init(telemetry::LogFormat::Text);
+            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(sim::run(args)),
+                Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+            }
+        }
         Command::Manager(args) => {
             telemetry::init(args.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -1,0 +1,98 @@
+//! `capstan sim dcs`: the VRM simulator as a process, for demos and for trying the DCS provider
+//! without a FusionCompute installation. Built with the `sim` feature.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use capstan_dcs::sim::{Latency, SimConfig, SimKnobs, Simulator};
+
+#[derive(clap::Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub cloud: SimCloud,
+}
+
+#[derive(clap::Subcommand)]
+pub enum SimCloud {
+    /// Huawei DCS (FusionCompute VRM REST API) over HTTPS with its own CA.
+    Dcs(DcsSimArgs),
+}
+
+#[derive(clap::Args)]
+pub struct DcsSimArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub bind: SocketAddr,
+    /// Where to write the PEM of the CA that signed the server certificate (put it in
+    /// `DCSCluster.spec.tls.caBundle`).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// The user the simulator accepts.
+    #[arg(long, default_value = "capstan")]
+    pub user: String,
+    /// Its password (env `CAPSTAN_SIM_PASSWORD`).
+    #[arg(
+        long,
+        env = "CAPSTAN_SIM_PASSWORD",
+        default_value = "Sim-Passw0rd!",
+        hide_default_value = true
+    )]
+    pub password: String,
+    /// Seconds a clone task takes.
+    #[arg(long, default_value_t = 2.0)]
+    pub clone_seconds: f64,
+    /// Seconds from power-on until the guest reports its IP addresses.
+    #[arg(long, default_value_t = 3.0)]
+    pub boot_seconds: f64,
+    /// Fraction (0..1) of requests answered with an injected HTTP 5xx error.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Refuse new tasks beyond this many running at once, as a busy VRM does.
+    #[arg(long)]
+    pub max_concurrent_tasks: Option<usize>,
+}
+
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let SimCloud::Dcs(args) = args.cloud;
+    let config = SimConfig {
+        bind: args.bind,
+        user: args.user,
+        password: args.password,
+        knobs: SimKnobs {
+            latency: Latency {
+                clone: Duration::from_secs_f64(args.clone_seconds),
+                boot: Duration::from_secs_f64(args.boot_seconds),
+                ..Latency::default()
+            },
+            error_rate: args.error_rate,
+            max_concurrent_tasks: args.max_concurrent_tasks,
+            ..SimKnobs::default()
+        },
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(config)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    if let Some(path) = &args.ca_file {
+        std::fs::write(path, sim.ca_pem()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    // One line a script can read: where to point a DCSCluster's credentials secret.
+    println!("url={}", sim.url());
+    if args.ca_file.is_none() {
+        print!("{}", sim.ca_pem());
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    shutdown_signal().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
