@@ -2,12 +2,28 @@
 
 use capstan_runtime::Provider;
 
+/// Provider settings that come from the manager's flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub bootstrap_token_ttl: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bootstrap_token_ttl: capstan_kubeadm::KubeadmBootstrapProvider::default().options.token_ttl,
+        }
+    }
+}
+
 /// Every provider compiled into this binary.
-pub fn all() -> Vec<Box<dyn Provider>> {
+pub fn all(settings: &Settings) -> Vec<Box<dyn Provider>> {
+    let mut kubeadm = capstan_kubeadm::KubeadmBootstrapProvider::default();
+    kubeadm.options.token_ttl = settings.bootstrap_token_ttl;
     vec![
         Box::new(capstan_dcs::lifecycle_provider()),
         Box::new(capstan_standalone::Standalone::default()),
-        Box::new(capstan_kubeadm::KubeadmBootstrapProvider::default()),
+        Box::new(kubeadm),
     ]
 }
 
@@ -20,13 +36,13 @@ pub enum SelectError {
 }
 
 /// The providers named on the command line, in that order, each once.
-pub fn select(names: &[String]) -> Result<Vec<Box<dyn Provider>>, SelectError> {
-    select_from(all(), names)
+pub fn select(names: &[String], settings: &Settings) -> Result<Vec<Box<dyn Provider>>, SelectError> {
+    select_from(all(settings), names)
 }
 
 fn select_from(mut available: Vec<Box<dyn Provider>>, names: &[String]) -> Result<Vec<Box<dyn Provider>>, SelectError> {
     let known = || {
-        let names: Vec<&str> = all().iter().map(|p| p.name()).collect();
+        let names: Vec<&str> = all(&Settings::default()).iter().map(|p| p.name()).collect();
         if names.is_empty() {
             "(none compiled in)".to_string()
         } else {

@@ -61,6 +61,10 @@ pub struct ManagerArgs {
     /// How long in-flight reconciles may take to finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub graceful_shutdown_timeout: Duration,
+    /// `--provider kubeadm`: lifetime of the bootstrap tokens created for joining machines
+    /// (refreshed while the machine has not joined).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub bootstrap_token_ttl: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -118,7 +122,10 @@ fn pod_namespace() -> String {
 }
 
 pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
-    let providers = registry::select(&args.providers)?;
+    let settings = registry::Settings {
+        bootstrap_token_ttl: args.bootstrap_token_ttl,
+    };
+    let providers = registry::select(&args.providers, &settings)?;
     let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
     let client = client(args.kubeconfig.as_ref()).await?;
     for p in &providers {
