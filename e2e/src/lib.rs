@@ -8,6 +8,7 @@
 
 mod apiserver;
 mod crds;
+pub mod objects;
 mod pki;
 mod process;
 mod vcsim;

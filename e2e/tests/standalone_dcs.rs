@@ -16,6 +16,7 @@ use capstan_api::conditions;
 use capstan_api::core::{Cluster, Machine, MachineDeployment, MachineSet};
 use capstan_dcs::api::DCSMachine;
 use capstan_dcs::sim::{Latency, SimConfig, SimKnobs, Simulator};
+use capstan_e2e::objects::{apiserver_writes, create};
 use capstan_e2e::{TestEnv, wait_for};
 use capstan_runtime::metrics::Metrics;
 use capstan_runtime::{Provider, ProviderContext, Scope};
@@ -190,20 +191,6 @@ impl Managers {
     }
 }
 
-async fn create<K>(client: &Client, obj: Value) -> K
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), NS);
-    api.create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
-        .await
-        .unwrap()
-}
-
 async fn create_dynamic(client: &Client, ar: &ApiResource, obj: Value) {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, ar);
     api.create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
@@ -256,31 +243,20 @@ async fn workers_settle(client: &Client, n: usize, template: &str) -> bool {
     .await
 }
 
-/// Writes the API server has served to Cluster API kinds, from its own metrics.
+/// Writes the API server has served to Cluster API and DCS kinds.
 async fn capi_writes(client: &Client) -> u64 {
-    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(req).await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| {
-            [
-                "clusters",
-                "machines",
-                "machinesets",
-                "machinedeployments",
-                "dcsmachines",
-                "dcsclusters",
-            ]
-            .iter()
-            .any(|r| l.contains(&format!("resource=\"{r}\"")))
-        })
-        .filter(|l| {
-            ["POST", "PUT", "PATCH", "DELETE"]
-                .iter()
-                .any(|v| l.contains(&format!("verb=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum::<f64>() as u64
+    apiserver_writes(
+        client,
+        &[
+            "clusters",
+            "machines",
+            "machinesets",
+            "machinedeployments",
+            "dcsmachines",
+            "dcsclusters",
+        ],
+    )
+    .await
 }
 
 fn reconciles(metrics: &Metrics, controller: &str) -> f64 {
@@ -325,15 +301,7 @@ impl World {
         let workload_client = workload.client().await.unwrap();
         let sim = Simulator::start(SimConfig {
             knobs: SimKnobs {
-                latency: Latency {
-                    clone: Duration::from_millis(300),
-                    boot: Duration::from_millis(300),
-                    tools: Duration::from_millis(200),
-                    stop: Duration::from_millis(100),
-                    delete: Duration::from_millis(100),
-                    cdrom: Duration::from_millis(50),
-                    request: Duration::ZERO,
-                },
+                latency: Latency::compressed(),
                 ..SimKnobs::default()
             },
             ..SimConfig::default()

@@ -12,33 +12,16 @@ use std::time::{Duration, Instant};
 use capstan_api::core::{Cluster, Machine};
 use capstan_dcs::api::{DCSCluster, DCSMachine};
 use capstan_dcs::sim::{SimConfig, Simulator};
+use capstan_e2e::objects::{apiserver_writes, create, owner_ref};
 use capstan_e2e::{TestEnv, wait_for};
 use capstan_runtime::metrics::Metrics;
 use capstan_runtime::{Provider, ProviderContext, Scope};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, Resource};
-use serde_json::{Value, json};
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-async fn create<K>(client: &Client, obj: Value) -> K
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
-        .await
-        .unwrap()
-}
-
-fn owner<K: Resource<DynamicType = ()>>(obj: &K) -> Value {
-    json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "name": obj.meta().name, "uid": obj.meta().uid})
-}
 
 /// Peak resident set of this process (the manager's controllers run in it), in MiB.
 fn peak_rss_mib() -> f64 {
@@ -50,22 +33,6 @@ fn peak_rss_mib() -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     kb / 1024.0
-}
-
-/// Mutating requests the API server served for `resource`, from its own metrics.
-async fn apiserver_writes(client: &Client, resource: &str) -> u64 {
-    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(req).await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-        .filter(|l| l.contains(&format!("resource=\"{resource}\"")))
-        .filter(|l| {
-            ["POST", "PUT", "PATCH", "DELETE"]
-                .iter()
-                .any(|v| l.contains(&format!("verb=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum::<f64>() as u64
 }
 
 async fn provision(client: &Client, n: usize, prefix: &str) -> Duration {
@@ -83,7 +50,7 @@ async fn provision(client: &Client, n: usize, prefix: &str) -> Duration {
             })).await;
             create::<DCSMachine>(client, json!({
                 "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSMachine",
-                "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": "bench"}, "ownerReferences": [owner(&machine)]},
+                "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": "bench"}, "ownerReferences": [owner_ref(&machine)]},
                 "spec": {"template": "ubuntu-2204-tmpl", "cpu": 2, "memoryMiB": 4096, "nics": [{"dvSwitch": "ManagementDVS", "portGroup": "VLAN-329"}]}
             })).await;
         })
@@ -144,7 +111,7 @@ async fn bench_200_machines() {
     })).await;
     create::<DCSCluster>(&client, json!({
         "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSCluster",
-        "metadata": {"name": "bench", "ownerReferences": [owner(&cluster)]},
+        "metadata": {"name": "bench", "ownerReferences": [owner_ref(&cluster)]},
         "spec": {"credentialsSecretRef": {"name": "creds"}, "controlPlaneEndpoint": {"host": "10.0.0.10", "port": 6443}, "tls": {"caBundle": sim.ca_pem()}}
     })).await;
     Api::<Cluster>::namespaced(client.clone(), "default")
@@ -172,10 +139,10 @@ async fn bench_200_machines() {
 
     let single = provision(&client, 1, "single").await;
     let calls_before: BTreeMap<String, u64> = sim.state().call_counts();
-    let writes_before = apiserver_writes(&client, "dcsmachines").await;
+    let writes_before = apiserver_writes(&client, &["dcsmachines"]).await;
     let many = provision(&client, n, "many").await;
     let calls_after = sim.state().call_counts();
-    let writes = apiserver_writes(&client, "dcsmachines").await - writes_before;
+    let writes = apiserver_writes(&client, &["dcsmachines"]).await - writes_before;
 
     println!("BENCH machines={n}");
     println!("BENCH single_machine_wall_s={:.2}", single.as_secs_f64());

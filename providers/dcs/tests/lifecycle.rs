@@ -12,11 +12,12 @@ use capstan_api::conditions;
 use capstan_api::core::{Cluster, Machine};
 use capstan_dcs::api::{DCSCluster, DCSMachine};
 use capstan_dcs::sim::{Latency, SimConfig, SimHandle, SimKnobs, Simulator};
+use capstan_e2e::objects::owner_ref;
 use capstan_e2e::{TestEnv, wait_for};
 use capstan_runtime::metrics::Metrics;
 use capstan_runtime::{Provider, ProviderContext, Scope};
 use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -26,15 +27,7 @@ const PASSWORD: &str = "Sim-Passw0rd!";
 fn fast() -> SimConfig {
     SimConfig {
         knobs: SimKnobs {
-            latency: Latency {
-                clone: Duration::from_millis(300),
-                boot: Duration::from_millis(300),
-                tools: Duration::from_millis(200),
-                stop: Duration::from_millis(100),
-                delete: Duration::from_millis(100),
-                cdrom: Duration::from_millis(50),
-                request: Duration::ZERO,
-            },
+            latency: Latency::compressed(),
             ..SimKnobs::default()
         },
         ..SimConfig::default()
@@ -108,10 +101,7 @@ impl World {
             + serde::Serialize
             + std::fmt::Debug,
     {
-        let api: Api<K> = Api::namespaced(self.client.clone(), "default");
-        api.create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
-            .await
-            .unwrap()
+        capstan_e2e::objects::create(&self.client, obj).await
     }
 
     /// A cluster the way CAPI core leaves it: Cluster → DCSCluster (owned), credentials secret.
@@ -134,7 +124,7 @@ impl World {
         self.create::<DCSCluster>(json!({
             "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSCluster",
             "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": name},
-                         "ownerReferences": [owner(&cluster)]},
+                         "ownerReferences": [owner_ref(&cluster)]},
             "spec": {
                 "credentialsSecretRef": {"name": format!("{name}-creds")},
                 "controlPlaneEndpoint": {"host": "10.0.0.10", "port": 6443},
@@ -183,7 +173,7 @@ impl World {
         self.create(json!({
             "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSMachine",
             "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": cluster},
-                         "ownerReferences": [owner(&machine)]},
+                         "ownerReferences": [owner_ref(&machine)]},
             "spec": {"template": template, "cpu": 2, "memoryMiB": 4096, "nics": [nic]}
         }))
         .await
@@ -213,13 +203,6 @@ impl Drop for World {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-fn owner<K: Resource<DynamicType = ()>>(obj: &K) -> Value {
-    json!({
-        "apiVersion": K::api_version(&()), "kind": K::kind(&()),
-        "name": obj.meta().name, "uid": obj.meta().uid
-    })
 }
 
 fn provisioned(m: &DCSMachine) -> bool {

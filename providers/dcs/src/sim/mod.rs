@@ -45,6 +45,20 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// Every task takes a few hundred milliseconds: states are still observable in between, but
+    /// a whole machine lifecycle fits in a second or two. For end-to-end tests.
+    pub fn compressed() -> Self {
+        Latency {
+            clone: Duration::from_millis(300),
+            boot: Duration::from_millis(300),
+            tools: Duration::from_millis(200),
+            stop: Duration::from_millis(100),
+            delete: Duration::from_millis(100),
+            cdrom: Duration::from_millis(50),
+            request: Duration::ZERO,
+        }
+    }
+
     /// Everything instant; for tests that do not care about timing.
     pub fn zero() -> Self {
         Latency {
