@@ -585,6 +585,38 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
         .await,
         "VMs of removed workers are deleted"
     );
+    // What happened is told in Events, with upstream's reasons.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let reasons = || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| {
+                e.reason
+                    .map(|r| (e.regarding.and_then(|o| o.kind).unwrap_or_default(), r))
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            let r = reasons().await;
+            [
+                ("MachineDeployment", "SuccessfulCreate"),
+                ("MachineSet", "SuccessfulCreate"),
+                ("MachineSet", "SuccessfulDelete"),
+                ("Machine", "SuccessfulSetNodeRef"),
+                ("Machine", "SuccessfulDeleteNode"),
+            ]
+            .iter()
+            .all(|(k, reason)| r.contains(&(k.to_string(), reason.to_string())))
+        })
+        .await,
+        "{:?}",
+        reasons().await
+    );
     scale(3).await;
     assert!(workers_settle(&client, 3, "worker-a").await, "scaled to 3");
 

@@ -6,6 +6,7 @@
 //! on it without depending on each other.
 
 pub mod backoff;
+pub mod events;
 pub mod finalizer;
 pub mod metrics;
 pub mod preflight;

@@ -38,16 +38,18 @@ pub struct Ctx {
     pub backoff: FailureBackoff,
     pub timing: Timing,
     pub workload: WorkloadClients,
+    pub events: capstan_runtime::events::Events,
 }
 
 impl Ctx {
     pub fn new(client: kube::Client, metrics: Arc<Metrics>, timing: Timing) -> Self {
         Self {
-            client,
             metrics,
             backoff: FailureBackoff::default(),
             timing,
             workload: WorkloadClients::default(),
+            events: capstan_runtime::events::Events::new(client.clone(), crate::FIELD_MANAGER),
+            client,
         }
     }
 }
@@ -72,6 +74,13 @@ impl Error {
             Error::Workload(_) => "WorkloadClusterError",
             Error::Pki(_) => "CertificateError",
         }
+    }
+}
+
+impl Ctx {
+    /// A Normal (or Warning) event on `obj`.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        self.events.publish(&obj.object_ref(&()), warning, reason, note).await;
     }
 }
 

@@ -357,6 +357,15 @@ async fn reconcile_node(
             )
         };
     };
+    if status.node_ref.as_ref().map(|r| r.name.as_str()) != Some(node.name_any().as_str()) {
+        ctx.event(
+            machine,
+            false,
+            "SuccessfulSetNodeRef",
+            format!("Node {:?} has providerID {provider_id}", node.name_any()),
+        )
+        .await;
+    }
     status.node_ref = Some(MachineNodeReference { name: node.name_any() });
     let ready = node
         .status
@@ -571,9 +580,26 @@ async fn delete_node(machine: &Machine, cluster: Option<&Cluster>, ctx: &Ctx, ns
     };
     let nodes: Api<Node> = Api::all(client);
     match tokio::time::timeout(timeout, nodes.delete(node, &DeleteParams::default())).await {
-        Ok(Ok(_)) => info!(node, "deleted node"),
+        Ok(Ok(_)) => {
+            info!(node, "deleted node");
+            ctx.event(machine, false, "SuccessfulDeleteNode", format!("Deleted Node {node:?}"))
+                .await;
+        }
         Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
-        Ok(Err(e)) => warn!(node, error = %e, "node deletion failed; the node stays"),
-        Err(_) => warn!(node, "node deletion timed out; the node stays"),
+        Ok(Err(e)) => {
+            warn!(node, error = %e, "node deletion failed; the node stays");
+            ctx.event(machine, true, "FailedDeleteNode", format!("Node {node:?} stays: {e}"))
+                .await;
+        }
+        Err(_) => {
+            warn!(node, "node deletion timed out; the node stays");
+            ctx.event(
+                machine,
+                true,
+                "FailedDeleteNode",
+                format!("Node {node:?} stays: deletion timed out"),
+            )
+            .await;
+        }
     }
 }

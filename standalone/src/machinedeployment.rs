@@ -214,6 +214,13 @@ async fn reconcile(md: &MachineDeployment, ctx: &Ctx) -> Result<Action, Error> {
             let all = owned_machines(&ctx.client, &v.set).await?;
             if all.is_empty() {
                 info!(set = %v.set.name_any(), "deleting old machine set");
+                ctx.event(
+                    md,
+                    false,
+                    "SuccessfulDelete",
+                    format!("Deleted MachineSet {:?}", v.set.name_any()),
+                )
+                .await;
                 delete_ignoring_missing(&sets_api, &v.set.name_any()).await?;
                 continue;
             }
@@ -361,6 +368,8 @@ async fn create_set(
     let api: Api<MachineSet> = Api::namespaced(ctx.client.clone(), ns);
     match api.create(&PostParams::default(), &set).await {
         Ok(created) => {
+            ctx.event(md, false, "SuccessfulCreate", format!("Created MachineSet {name:?}"))
+                .await;
             info!(set = %name, revision = next_revision, replicas = initial, "created machine set");
             Ok(created)
         }

@@ -132,9 +132,17 @@ async fn reconcile(set: &MachineSet, ctx: &Ctx) -> Result<Action, Error> {
         let missing = desired - machines.len();
         let mut failed = None;
         for _ in 0..missing {
-            if let Err(e) = create_machine(set, ctx, &ns).await {
-                failed = Some(e);
-                break;
+            match create_machine(set, ctx, &ns).await {
+                Ok(name) => {
+                    ctx.event(set, false, "SuccessfulCreate", format!("Created machine {name:?}"))
+                        .await
+                }
+                Err(e) => {
+                    ctx.event(set, true, "FailedCreate", format!("Failed to create machine: {e}"))
+                        .await;
+                    failed = Some(e);
+                    break;
+                }
             }
         }
         match failed {
@@ -173,6 +181,13 @@ async fn reconcile(set: &MachineSet, ctx: &Ctx) -> Result<Action, Error> {
         let machines_api: Api<Machine> = Api::namespaced(ctx.client.clone(), &ns);
         for m in &victims {
             delete_ignoring_missing(&machines_api, &m.name_any()).await?;
+            ctx.event(
+                set,
+                false,
+                "SuccessfulDelete",
+                format!("Deleted machine {:?}", m.name_any()),
+            )
+            .await;
         }
         info!(machines = ?victims.iter().map(|m| m.name_any()).collect::<Vec<_>>(), "scaled down");
         conditions::set(
@@ -270,7 +285,7 @@ fn machine_name(set: &str) -> String {
 
 /// Clones the bootstrap config and InfraMachine, then creates the Machine. A failed Machine create
 /// takes its clones back; a crash in between leaves clones that [`delete_orphaned_clones`] finds.
-async fn create_machine(set: &MachineSet, ctx: &Ctx, ns: &str) -> Result<(), CreateError> {
+async fn create_machine(set: &MachineSet, ctx: &Ctx, ns: &str) -> Result<String, CreateError> {
     let name = machine_name(&set.name_any());
     let tmpl = &set.spec.template;
     let mut labels: BTreeMap<String, String> = tmpl
@@ -330,7 +345,7 @@ async fn create_machine(set: &MachineSet, ctx: &Ctx, ns: &str) -> Result<(), Cre
         };
         let api: Api<Machine> = Api::namespaced(ctx.client.clone(), ns);
         api.create(&PostParams::default(), &machine).await?;
-        Ok::<(), CreateError>(())
+        Ok::<String, CreateError>(name.clone())
     }
     .await;
     if result.is_err() {

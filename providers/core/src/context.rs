@@ -4,17 +4,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capstan_runtime::backoff::FailureBackoff;
+use capstan_runtime::events::Events;
 use capstan_runtime::metrics::Metrics;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use tracing::warn;
 
 pub struct Ctx<P> {
     pub provider: Arc<P>,
     pub client: kube::Client,
     pub metrics: Arc<Metrics>,
     pub backoff: FailureBackoff,
-    pub recorder: Recorder,
+    pub events: Events,
     pub field_manager: String,
     /// How often in-flight operations are polled.
     pub poll_interval: Duration,
@@ -25,19 +24,13 @@ pub struct Ctx<P> {
 impl<P> Ctx<P> {
     pub fn new(provider: Arc<P>, name: &str, client: kube::Client, metrics: Arc<Metrics>) -> Self {
         let field_manager = format!("capstan-{name}");
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: field_manager.clone(),
-                instance: None,
-            },
-        );
+        let events = Events::new(client.clone(), &field_manager);
         Self {
             provider,
             client,
             metrics,
             backoff: FailureBackoff::default(),
-            recorder,
+            events,
             field_manager,
             poll_interval: Duration::from_secs(2),
             resync_interval: Duration::from_secs(300),
@@ -46,16 +39,7 @@ impl<P> Ctx<P> {
 
     /// Publishes a Kubernetes Event; failures are logged, never fatal.
     pub async fn event(&self, reference: &ObjectReference, warning: bool, reason: &str, note: String) {
-        let ev = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.to_string(),
-            note: Some(note),
-            action: reason.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
-            warn!(error = %e, "cannot publish event");
-        }
+        self.events.publish(reference, warning, reason, note).await;
     }
 }
 
