@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span, warn};
 
 use crate::external::ExternalError;
-use crate::workload::{WorkloadClients, WorkloadError};
+use capstan_runtime::workload::{WorkloadClients, WorkloadError};
 
 /// Timing knobs of the standalone core.
 #[derive(Clone, Debug)]

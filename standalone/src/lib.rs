@@ -18,7 +18,6 @@ mod machinedeployment;
 mod machineset;
 pub mod rollout;
 mod template;
-mod workload;
 
 use std::sync::Arc;
 

@@ -12,10 +12,7 @@ use openssl::base64::encode_block;
 
 use crate::pki::{self, DEFAULT_CERT_VALIDITY_DAYS, SECRET_TYPE, VALUE_KEY};
 
-/// Name of the Secret holding a cluster's admin kubeconfig.
-pub fn kubeconfig_secret_name(cluster: &str) -> String {
-    format!("{cluster}-kubeconfig")
-}
+pub use capstan_runtime::workload::kubeconfig_secret_name;
 
 /// An admin kubeconfig for `server_url` (`https://<controlPlaneEndpoint>`): a fresh client
 /// certificate (CN `kubernetes-admin`, O `system:masters`, one year) signed by the cluster CA;

@@ -90,6 +90,7 @@ struct Ctx {
     metrics: Arc<Metrics>,
     backoff: FailureBackoff,
     opts: Options,
+    workload: capstan_runtime::workload::WorkloadClients,
 }
 
 /// Runs the controller until `ctx.shutdown` fires.
@@ -102,6 +103,7 @@ pub async fn run(ctx: ProviderContext, opts: Options) {
         metrics: ctx.metrics.clone(),
         backoff: FailureBackoff::default(),
         opts,
+        workload: Default::default(),
     });
     let controller = Controller::new(configs, ctx.scope.watcher_config());
     let store = controller.store();
@@ -238,7 +240,7 @@ async fn steps(s: &mut Scope<'_>) -> Result<Action, Error> {
         let has_node = s.machine.status.as_ref().is_some_and(|st| st.node_ref.is_some());
         if !token.is_empty() && !has_node {
             let ttl = s.ctx.opts.token_ttl;
-            let workload = token::workload_client(&s.ctx.client, &s.cluster).await?;
+            let workload = token::workload_client(s.ctx, &s.cluster).await?;
             if token::refresh_token(&workload, token, ttl).await? {
                 info!("bootstrap token expiration extended");
             }
@@ -477,7 +479,7 @@ async fn join(s: &mut Scope<'_>, control_plane: bool) -> Result<Action, Error> {
             }
         }
         if bt.token.is_empty() {
-            let workload = token::workload_client(&s.ctx.client, &s.cluster).await?;
+            let workload = token::workload_client(s.ctx, &s.cluster).await?;
             bt.token = token::create_token(&workload, s.ctx.opts.token_ttl).await?;
             info!("created bootstrap token in the workload cluster");
         }

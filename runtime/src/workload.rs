@@ -5,11 +5,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use capstan_kubeadm::kubeconfig::kubeconfig_secret_name;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// The Secret CAPI keeps a cluster's admin kubeconfig in (key `value`).
+pub fn kubeconfig_secret_name(cluster: &str) -> String {
+    format!("{cluster}-kubeconfig")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
@@ -21,6 +25,8 @@ pub enum WorkloadError {
     Read { secret: String, source: kube::Error },
 }
 
+/// Shared by every reconcile of a controller: one client per workload cluster, rebuilt when its
+/// kubeconfig secret changes.
 #[derive(Default)]
 pub struct WorkloadClients {
     cache: Mutex<HashMap<String, (String, Client)>>,
