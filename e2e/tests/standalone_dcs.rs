@@ -139,7 +139,12 @@ async fn kubelets(mgmt: Client, workload: Client, stop: CancellationToken) {
             }))
             .unwrap();
             if nodes.create(&PostParams::default(), &node).await.is_ok() {
-                let status = json!({"status": {"conditions": [{
+                let status = json!({"status": {
+                    "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "6.1.0",
+                                 "osImage": "Capstan Test OS", "containerRuntimeVersion": "containerd://2.0.0",
+                                 "kubeletVersion": "v1.31.0", "kubeProxyVersion": "v1.31.0",
+                                 "operatingSystem": "linux", "architecture": "amd64"},
+                    "conditions": [{
                     "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
                     "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
                 let _ = nodes
@@ -545,6 +550,11 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
         Some(w.name_any().as_str())
     );
     assert_eq!(w.spec.infrastructure_ref.kind, "DCSMachine");
+    assert_eq!(
+        w.status.as_ref().unwrap().unknown["nodeInfo"]["osImage"],
+        "Capstan Test OS",
+        "nodeInfo copied from the Node"
+    );
 
     // Idle: no hot loops, nothing is written while nothing changes.
     let before = capi_writes(&client).await;

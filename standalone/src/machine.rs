@@ -30,6 +30,8 @@ pub const INFRASTRUCTURE_READY: &str = "InfrastructureReady";
 pub const NODE_READY: &str = "NodeReady";
 pub const NODE_HEALTHY: &str = "NodeHealthy";
 pub const AVAILABLE: &str = "Available";
+/// `status.nodeInfo`, copied from the Node as upstream does.
+const NODE_INFO: &str = "nodeInfo";
 
 /// Upstream's default bound on deleting the Node of a deleted Machine.
 const NODE_DELETION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -367,6 +369,11 @@ async fn reconcile_node(
         .await;
     }
     status.node_ref = Some(MachineNodeReference { name: node.name_any() });
+    if let Some(info) = node.status.as_ref().and_then(|s| s.node_info.as_ref())
+        && let Ok(v) = serde_json::to_value(info)
+    {
+        status.unknown.insert(NODE_INFO.into(), v);
+    }
     let ready = node
         .status
         .as_ref()
@@ -475,7 +482,12 @@ fn owned_status(machine: &Machine) -> MachineStatus {
         last_updated: current.last_updated,
         conditions: current.conditions,
         observed_generation: current.observed_generation,
-        unknown: Default::default(),
+        // The only unmodelled field this controller writes.
+        unknown: current
+            .unknown
+            .get(NODE_INFO)
+            .map(|v| [(NODE_INFO.to_string(), v.clone())].into())
+            .unwrap_or_default(),
     }
 }
 
