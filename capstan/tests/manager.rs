@@ -126,6 +126,10 @@ impl Manager {
                 &format!("127.0.0.1:{metrics}"),
                 "--log-format",
                 "json",
+                // In-flight reconciles get 4 s after SIGTERM, so the exit is bounded below the
+                // test's 10 s even on a loaded machine.
+                "--graceful-shutdown-timeout",
+                "4s",
             ],
         );
         let proc = ChildGuard::spawn(

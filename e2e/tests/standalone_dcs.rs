@@ -930,5 +930,37 @@ async fn on_delete_waits_for_the_user_and_a_paused_deployment_starts_no_rollout(
         .await,
         "the emptied old MachineSet goes"
     );
+
+    // `rollout.after`: once that time has passed, Machines made before it are replaced, once.
+    let after = k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(3);
+    let after_text = after.round(k8s_openapi::jiff::Unit::Second).unwrap().to_string();
+    let after = after_text.parse::<k8s_openapi::jiff::Timestamp>().unwrap();
+    deployments
+        .patch(
+            "md-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rollout": {"after": after_text,
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}}})),
+        )
+        .await
+        .unwrap();
+    let before: Vec<String> = workers(&client).await.iter().map(|m| m.name_any()).collect();
+    assert!(
+        wait_for(Duration::from_secs(90), || async {
+            let ws = workers(&client).await;
+            ws.len() == 2
+                && ws.iter().all(|m| {
+                    ready(m)
+                        && !before.contains(&m.name_any())
+                        && m.meta().creation_timestamp.as_ref().is_some_and(|t| t.0 >= after)
+                })
+        })
+        .await,
+        "rolled after {after}"
+    );
+    let rolled: Vec<String> = workers(&client).await.iter().map(|m| m.name_any()).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let settled: Vec<String> = workers(&client).await.iter().map(|m| m.name_any()).collect();
+    assert_eq!(settled, rolled, "rolled once, not again");
     w.stop.cancel();
 }

@@ -42,11 +42,20 @@ pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     .await;
 }
 
-/// A short, stable hash of the Machine template's spec: the identity of a MachineSet.
+/// A short, stable hash of the Machine template's spec: the identity of a MachineSet. Once
+/// `rollout.after` has passed it is part of the identity too, so every Machine made from an older
+/// set is rolled once, and a set created after that time is not rolled again.
 pub fn template_hash(md: &MachineDeployment) -> String {
-    let canonical = serde_json::to_vec(&md.spec.template.spec).expect("template serialises");
+    let mut canonical = serde_json::to_vec(&md.spec.template.spec).expect("template serialises");
+    if let Some(after) = rollout_after(md).filter(|a| *a <= k8s_openapi::jiff::Timestamp::now()) {
+        canonical.extend_from_slice(after.to_string().as_bytes());
+    }
     let digest = Sha256::digest(&canonical);
     digest[..5].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rollout_after(md: &MachineDeployment) -> Option<k8s_openapi::jiff::Timestamp> {
+    md.spec.rollout.as_ref()?.after.as_ref().map(|t| t.0)
 }
 
 fn revision(obj: &impl Resource) -> i64 {
@@ -285,11 +294,17 @@ async fn reconcile(md: &MachineDeployment, ctx: &Ctx) -> Result<Action, Error> {
     apply_status(&api, md, &owned_status(md), &status).await?;
     // Machine readiness reaches this controller through the sets' status; while rolling, also look
     // again on a timer so progress never depends on one event.
-    Ok(if old_left > 0 || live != desired {
-        Action::requeue(ctx.timing.wait)
-    } else {
-        Action::await_change()
-    })
+    if old_left > 0 || live != desired {
+        return Ok(Action::requeue(ctx.timing.wait));
+    }
+    // A rollout scheduled for later starts on time without anything else happening.
+    let until_after = rollout_after(md)
+        .map(|a| a.duration_since(k8s_openapi::jiff::Timestamp::now()))
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero());
+    Ok(until_after.map_or_else(Action::await_change, |d| {
+        Action::requeue(d + std::time::Duration::from_millis(100))
+    }))
 }
 
 /// The MachineSet for the current template, named `<deployment>-<hash>` so that a retry after a

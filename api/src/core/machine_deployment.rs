@@ -48,6 +48,9 @@ pub struct MachineDeploymentSpec {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct MachineDeploymentRollout {
+    /// Machines created before this time are replaced once it has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<RolloutStrategy>,
     #[serde(flatten)]
