@@ -962,5 +962,31 @@ async fn on_delete_waits_for_the_user_and_a_paused_deployment_starts_no_rollout(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let settled: Vec<String> = workers(&client).await.iter().map(|m| m.name_any()).collect();
     assert_eq!(settled, rolled, "rolled once, not again");
+
+    // New template labels and annotations reach the Machines in place, without a rollout.
+    deployments
+        .patch(
+            "md-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"metadata": {
+                "labels": {"tier": "gold"}, "annotations": {"example.com/owner": "team-a"}}}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            let ws = workers(&client).await;
+            ws.len() == 2
+                && ws.iter().all(|m| {
+                    m.labels().get("tier").map(String::as_str) == Some("gold")
+                        && m.annotations().get("example.com/owner").map(String::as_str) == Some("team-a")
+                })
+        })
+        .await,
+        "labels propagated"
+    );
+    let names: Vec<String> = workers(&client).await.iter().map(|m| m.name_any()).collect();
+    assert_eq!(names, rolled, "no rollout for metadata");
+    assert_eq!(sets.list(&ListParams::default()).await.unwrap().items.len(), 1);
     w.stop.cancel();
 }

@@ -285,3 +285,53 @@ pub async fn ensure_cluster_metadata<K: ClusterScoped>(
     .await?;
     Ok(true)
 }
+
+/// A merge patch that makes `current` carry every entry of `desired` (others are left alone, or
+/// removed when listed in `removed`). `None` when nothing changes.
+pub fn map_patch(
+    current: Option<&std::collections::BTreeMap<String, String>>,
+    desired: &std::collections::BTreeMap<String, String>,
+    removed: &[&String],
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let mut patch = serde_json::Map::new();
+    for (k, v) in desired {
+        if current.and_then(|c| c.get(k)) != Some(v) {
+            patch.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+    }
+    for k in removed {
+        if current.is_some_and(|c| c.contains_key(*k)) && !desired.contains_key(*k) {
+            patch.insert((*k).clone(), serde_json::Value::Null);
+        }
+    }
+    Some(patch).filter(|p| !p.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn map_patch_adds_changes_and_removes_only_what_it_must() {
+        let current: BTreeMap<String, String> = [("a", "1"), ("b", "2"), ("keep", "x")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let desired: BTreeMap<String, String> = [("a", "1"), ("b", "3"), ("c", "4")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let gone = "keep".to_string();
+        let patch = super::map_patch(Some(&current), &desired, &[]).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(patch),
+            serde_json::json!({"b": "3", "c": "4"})
+        );
+        let patch = super::map_patch(Some(&current), &desired, &[&gone]).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(patch),
+            serde_json::json!({"b": "3", "c": "4", "keep": null})
+        );
+        assert!(super::map_patch(Some(&desired), &desired, &[]).is_none());
+    }
+}

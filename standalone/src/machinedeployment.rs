@@ -212,6 +212,11 @@ async fn reconcile(md: &MachineDeployment, ctx: &Ctx) -> Result<Action, Error> {
                 .await?;
         }
     }
+    // Template labels and annotations are not part of the set's identity: they reach the current
+    // set in place (and from there its Machines), without a rollout.
+    if let Some(n) = new_index {
+        propagate_template_metadata(md, &views[n].set, &hash, &sets_api).await?;
+    }
     // Old sets with nothing left go (v1beta2 keeps no revision history of empty sets).
     let mut kept = Vec::new();
     for (i, v) in views.iter().enumerate() {
@@ -307,6 +312,63 @@ async fn reconcile(md: &MachineDeployment, ctx: &Ctx) -> Result<Action, Error> {
     }))
 }
 
+/// The template metadata a MachineSet of `md` carries: the deployment's, plus the labels that tie
+/// Machines to the deployment and the set.
+fn set_template_metadata(md: &MachineDeployment, hash: &str) -> ObjectMetaTemplate {
+    let template_meta = md.spec.template.metadata.clone().unwrap_or_default();
+    let mut labels = template_meta.labels.clone().unwrap_or_default();
+    labels.insert(LABEL_DEPLOYMENT_NAME.into(), md.name_any());
+    labels.insert(LABEL_MACHINE_TEMPLATE_HASH.into(), hash.to_string());
+    ObjectMetaTemplate {
+        labels: Some(labels),
+        annotations: template_meta.annotations,
+    }
+}
+
+async fn propagate_template_metadata(
+    md: &MachineDeployment,
+    set: &MachineSet,
+    hash: &str,
+    sets_api: &Api<MachineSet>,
+) -> Result<(), kube::Error> {
+    let desired = set_template_metadata(md, hash);
+    let current = set.spec.template.metadata.clone().unwrap_or_default();
+    if current == desired {
+        return Ok(());
+    }
+    // Keys the set had from an earlier template and the deployment no longer has are dropped.
+    let empty = BTreeMap::new();
+    let old_labels: Vec<&String> = current.labels.as_ref().unwrap_or(&empty).keys().collect();
+    let old_annotations: Vec<&String> = current.annotations.as_ref().unwrap_or(&empty).keys().collect();
+    let labels = controller::map_patch(
+        current.labels.as_ref(),
+        desired.labels.as_ref().unwrap_or(&empty),
+        &old_labels,
+    );
+    let annotations = controller::map_patch(
+        current.annotations.as_ref(),
+        desired.annotations.as_ref().unwrap_or(&empty),
+        &old_annotations,
+    );
+    if labels.is_none() && annotations.is_none() {
+        return Ok(());
+    }
+    // Only the maps that change: a null here would remove the whole map.
+    let mut metadata = serde_json::Map::new();
+    if let Some(l) = labels {
+        metadata.insert("labels".into(), l.into());
+    }
+    if let Some(a) = annotations {
+        metadata.insert("annotations".into(), a.into());
+    }
+    let patch = json!({"spec": {"template": {"metadata": metadata}}});
+    sets_api
+        .patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    info!(set = %set.name_any(), "propagated template labels and annotations");
+    Ok(())
+}
+
 /// The MachineSet for the current template, named `<deployment>-<hash>` so that a retry after a
 /// crash finds it instead of making a second one.
 #[allow(clippy::too_many_arguments)]
@@ -322,11 +384,8 @@ async fn create_set(
 ) -> Result<MachineSet, Error> {
     let base: String = md.name_any().chars().take(52).collect();
     let name = format!("{base}-{hash}");
-    let template_meta = md.spec.template.metadata.clone().unwrap_or_default();
-    let mut labels = template_meta.labels.clone().unwrap_or_default();
-    labels.insert(LABEL_DEPLOYMENT_NAME.into(), md.name_any());
-    labels.insert(LABEL_MACHINE_TEMPLATE_HASH.into(), hash.to_string());
-    let mut set_labels = labels.clone();
+    let template_metadata = set_template_metadata(md, hash);
+    let mut set_labels = template_metadata.labels.clone().unwrap_or_default();
     set_labels.insert(LABEL_CLUSTER_NAME.into(), md.spec.cluster_name.clone());
     let mut selector = md.spec.selector.clone();
     selector
@@ -351,10 +410,7 @@ async fn create_set(
         )
     };
     let mut template = md.spec.template.clone();
-    template.metadata = Some(ObjectMetaTemplate {
-        labels: Some(labels),
-        annotations: template_meta.annotations.clone(),
-    });
+    template.metadata = Some(template_metadata);
     let set = MachineSet {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),

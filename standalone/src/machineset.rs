@@ -123,6 +123,7 @@ async fn reconcile(set: &MachineSet, ctx: &Ctx) -> Result<Action, Error> {
     let machines = owned_machines(&ctx.client, set).await?;
     delete_orphaned_clones(ctx, set, &machines).await?;
     let live: Vec<&Machine> = machines.iter().filter(|m| !is_deleting(m)).collect();
+    propagate_template_metadata(set, ctx, &live).await?;
     let desired = set.spec.replicas.unwrap_or(1).max(0) as usize;
     let mut requeue = None;
     // A Machine on its way out still counts until it is gone, as upstream counts it: replacing it
@@ -271,6 +272,37 @@ pub fn pick_victims<'a>(machines: &[&'a Machine], count: usize, order: DeletionO
         })
     });
     ranked.into_iter().take(count).map(|(m, _, _)| m).collect()
+}
+
+/// The set's template labels and annotations reach its Machines in place (added or updated;
+/// labels others put on a Machine stay).
+async fn propagate_template_metadata(set: &MachineSet, ctx: &Ctx, machines: &[&Machine]) -> Result<(), kube::Error> {
+    let meta = set.spec.template.metadata.clone().unwrap_or_default();
+    let (labels, annotations) = (meta.labels.unwrap_or_default(), meta.annotations.unwrap_or_default());
+    let api: Api<Machine> = Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
+    for m in machines {
+        let l = controller::map_patch(m.meta().labels.as_ref(), &labels, &[]);
+        let a = controller::map_patch(m.meta().annotations.as_ref(), &annotations, &[]);
+        if l.is_none() && a.is_none() {
+            continue;
+        }
+        // Only the maps that change: a null here would remove the whole map.
+        let mut metadata = serde_json::Map::new();
+        if let Some(l) = l {
+            metadata.insert("labels".into(), l.into());
+        }
+        if let Some(a) = a {
+            metadata.insert("annotations".into(), a.into());
+        }
+        let patch = serde_json::json!({ "metadata": metadata });
+        api.patch(
+            &m.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `<set>-<5 random characters>`, as upstream's name generator (no vowels, no look-alikes).
