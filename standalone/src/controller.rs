@@ -271,6 +271,21 @@ pub async fn ensure_cluster_metadata<K: ClusterScoped>(
     if !changed {
         return Ok(false);
     }
+    patch_metadata(api, obj, &meta).await?;
+    Ok(true)
+}
+
+/// Writes `meta`'s labels, owner references and finalizers over `obj`'s in one merge patch,
+/// guarded by `obj`'s resourceVersion: a concurrent writer makes it fail and the reconcile retry
+/// instead of being overwritten.
+pub async fn patch_metadata<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let patch = serde_json::json!({"metadata": {
         "labels": meta.labels,
         "ownerReferences": meta.owner_references,
@@ -283,7 +298,7 @@ pub async fn ensure_cluster_metadata<K: ClusterScoped>(
         &kube::api::Patch::Merge(&patch),
     )
     .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// A merge patch that makes `current` carry every entry of `desired` (others are left alone, or

@@ -72,20 +72,11 @@ pub async fn adopt(
     if !owner_changed && labelled {
         return Ok(false);
     }
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .insert(LABEL_CLUSTER_NAME.into(), cluster_name.into());
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &obj.namespace().unwrap_or_default(), ar);
-    let patch = serde_json::json!({
-        "metadata": {
-            "ownerReferences": meta.owner_references,
-            "labels": {LABEL_CLUSTER_NAME: cluster_name},
-            "resourceVersion": obj.resource_version(),
-        }
-    });
-    api.patch(
-        &obj.name_any(),
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&patch),
-    )
-    .await?;
+    crate::controller::patch_metadata(&api, obj, &meta).await?;
     Ok(true)
 }
 

@@ -180,10 +180,8 @@ async fn reconcile(md: &MachineDeployment, ctx: &Ctx) -> Result<Action, Error> {
                 .collect();
             let old_idx: Vec<usize> = (0..views.len()).filter(|i| *i != n).collect();
             if old.is_empty() || md_paused {
+                // Alone, the set takes every replica; paused, whatever the old sets leave.
                 next[n] = (desired - old.iter().map(|s| s.replicas).sum::<i32>()).max(0);
-                if old.is_empty() {
-                    next[n] = desired;
-                }
             } else if on_delete {
                 // Old sets shrink as the user deletes their Machines; the new set fills the gap.
                 for (k, i) in old_idx.iter().enumerate() {
