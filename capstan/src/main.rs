@@ -11,6 +11,8 @@ mod render;
 #[cfg(feature = "sim")]
 mod sim;
 mod telemetry;
+#[cfg(feature = "sim")]
+mod up;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,24 @@ enum Command {
     /// Run a cloud simulator (`capstan sim dcs`), for demos and tests without the real cloud.
     #[cfg(feature = "sim")]
     Sim(sim::SimArgs),
+    /// Bring up a whole cluster on this machine: management plane, DCS simulator with guest
+    /// emulation, the manager, and a cluster of 3 control-plane and 2 worker machines.
+    #[cfg(feature = "sim")]
+    Up(Box<up::UpArgs>),
+    /// Remove everything `capstan up` created.
+    #[cfg(feature = "sim")]
+    Down(up::DownArgs),
+    /// The background half of `capstan up` (started by it).
+    #[cfg(feature = "sim")]
+    #[command(hide = true)]
+    UpDaemon(up::daemon::DaemonArgs),
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -49,6 +69,26 @@ fn main() -> ExitCode {
                 Ok(rt) => rt.block_on(sim::run(args)),
                 Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
             }
+        }
+        #[cfg(feature = "sim")]
+        Command::Up(args) => {
+            // Progress goes to stdout; library logs only when asked for (RUST_LOG).
+            if std::env::var_os("RUST_LOG").is_some() {
+                telemetry::init(telemetry::LogFormat::Text);
+            }
+            block_on(up::up(*args))
+        }
+        #[cfg(feature = "sim")]
+        Command::Down(args) => block_on(up::down(args)),
+        #[cfg(feature = "sim")]
+        Command::UpDaemon(args) => {
+            // Waiting for a workload API server to come up is expected to fail a few times.
+            if std::env::var_os("RUST_LOG").is_none() {
+                // SAFETY: no other thread exists yet.
+                unsafe { std::env::set_var("RUST_LOG", "info,kube_client::client::builder=off") };
+            }
+            telemetry::init(telemetry::LogFormat::Text);
+            block_on(up::daemon::run(args))
         }
         Command::Manager(args) => {
             telemetry::init(args.log_format);

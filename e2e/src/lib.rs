@@ -6,14 +6,12 @@
 //! The binaries come from `hack/testenv.sh` (`CAPSTAN_ETCD`, `CAPSTAN_KUBE_APISERVER`, or the
 //! default cache `~/.cache/capstan`).
 
-mod apiserver;
 mod crds;
 pub mod objects;
-mod pki;
-mod process;
+mod testenv;
 mod vcsim;
 
-pub use apiserver::{TestEnv, TestEnvOptions};
+pub use capstan_localplane::{ChildGuard, LocalPlane, PlaneOptions, RESTRICTED_USER, free_port, wait_for};
 pub use crds::{capi_crds_dir, load_crds_from_dir, shared_dir};
-pub use process::{ChildGuard, free_port, wait_for};
+pub use testenv::{TestEnv, TestEnvOptions};
 pub use vcsim::Vcsim;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::process::ChildGuard;
+use capstan_localplane::ChildGuard;
 
 /// A running vcsim serving the vim25 SOAP API over HTTPS on 127.0.0.1.
 pub struct Vcsim {

@@ -334,11 +334,35 @@ async fn reconcile_node(
         Err(e) => return unknown("WaitingForKubeconfig", e.to_string()),
     };
     let nodes: Api<Node> = Api::all(client);
+    let node_provider_id = |n: &Node| n.spec.as_ref().and_then(|s| s.provider_id.clone()).filter(|p| !p.is_empty());
     let found = match nodes.list(&ListParams::default()).await {
-        Ok(list) => list
-            .items
-            .into_iter()
-            .find(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_deref()) == Some(provider_id)),
+        Ok(list) => {
+            let (with_id, without_id): (Vec<Node>, Vec<Node>) =
+                list.items.into_iter().partition(|n| node_provider_id(n).is_some());
+            match with_id
+                .into_iter()
+                .find(|n| node_provider_id(n).as_deref() == Some(provider_id))
+            {
+                Some(n) => Some(n),
+                // A kubelet started without --provider-id registers a Node nobody can match; say
+                // so instead of waiting forever without a clue.
+                None if status.node_ref.is_none() && without_id.iter().any(|n| n.name_any() == machine.name_any()) => {
+                    return Dependent {
+                        ready: false,
+                        condition: NewCondition::falsy(
+                            NODE_HEALTHY,
+                            "NodeProviderIDMissing",
+                            format!(
+                                "Node {:?} registered without spec.providerID, so it cannot be matched to {provider_id}: \
+                                 the kubelet needs --provider-id (kubeletExtraArgs provider-id in the KubeadmConfig)",
+                                machine.name_any()
+                            ),
+                        ),
+                    };
+                }
+                None => None,
+            }
+        }
         Err(e) => {
             return unknown(
                 "InspectionFailed",

@@ -67,7 +67,7 @@ pub struct ManagerArgs {
     pub bootstrap_token_ttl: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
     let n: f64 = num
@@ -98,7 +98,7 @@ fn parse_bind(addr: &str) -> anyhow::Result<Option<SocketAddr>> {
         .with_context(|| format!("invalid bind address {addr:?}"))
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)

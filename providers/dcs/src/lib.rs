@@ -3,7 +3,7 @@
 
 pub mod api;
 pub mod client;
-pub mod iso;
+pub use capstan_iso as iso;
 pub mod pool;
 pub mod provider;
 #[cfg(feature = "sim")]

@@ -343,6 +343,7 @@ impl InfraProvider for DcsProvider {
                     .unwrap_or_else(|| scope.identity.name.clone()),
                 user_data: bootstrap.value.clone(),
                 network_config: network_config.transpose()?,
+                provider_id: Some(provider_id(&vm)),
             };
             let iso = seed.to_iso().map_err(|e| ProviderError::Iso(e.to_string()))?;
             let uploaded = client

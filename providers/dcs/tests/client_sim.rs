@@ -412,6 +412,7 @@ async fn iso_upload_and_cdrom_attach() {
         hostname: "cp-iso".into(),
         user_data: b"#cloud-config\nruncmd:\n  - kubeadm init\n".to_vec(),
         network_config: None,
+        provider_id: None,
     };
     let uploaded = c
         .upload_iso(&cloned.uri, "cp-iso-cidata.iso", seed.to_iso().unwrap())

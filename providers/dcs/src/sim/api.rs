@@ -394,6 +394,9 @@ async fn delete_vm(State(sh): State<Sh>, Path((site, vm)): Path<(String, String)
     after(&sh, lat, move |w, _| {
         w.vms.remove(&vm);
         w.uploads.retain(|_, u| u.vm_id != vm);
+        if let Some(g) = &w.config.guests {
+            g.destroy(&vm);
+        }
         w.finish_task(task, None);
     });
     ok(w.task_ref(task))
@@ -667,6 +670,21 @@ fn power_on(w: &mut World, sh: &Sh, vm_id: &str, task: Option<u64>) {
                     .unwrap_or_else(|| "0.0.0.0".into());
             }
             v.pv_driver_status = "running".into();
+            if let Some(g) = &w.config.guests {
+                // The guest reads the CD-ROM it has at power-on; detaching later changes nothing.
+                let iso = v
+                    .cdrom
+                    .as_ref()
+                    .and_then(|p| w.uploads.get(p))
+                    .and_then(|u| u.data.clone());
+                let info = capstan_guest::VmInfo {
+                    id: v.id.clone(),
+                    uuid: v.uuid.clone(),
+                    name: v.name.clone(),
+                    ips: v.nics.iter().map(|n| n.ip.clone()).filter(|ip| ip != "0.0.0.0").collect(),
+                };
+                g.power_on(info, iso);
+            }
         });
     });
 }
@@ -734,6 +752,9 @@ fn stop_vm(sh: &Sh, w: &mut World, vm_id: &str, body: &Value) -> Answer {
             v.pv_driver_status = "notRunning".into();
             for n in &mut v.nics {
                 n.ip = String::new();
+            }
+            if let Some(g) = &w.config.guests {
+                g.power_off(&vm_id);
             }
         }
         w.finish_task(task, None);

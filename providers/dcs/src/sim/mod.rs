@@ -157,6 +157,9 @@ pub struct SimConfig {
     pub dhcp_range: (Ipv4Addr, Ipv4Addr),
     pub seed: u64,
     pub knobs: SimKnobs,
+    /// Guest emulation: powered-on VMs run the bootstrap data on their CD-ROM. `None` leaves
+    /// guests inert (the VM only reports IPs).
+    pub guests: Option<capstan_guest::Guests>,
 }
 
 impl Default for SimConfig {
@@ -188,6 +191,7 @@ impl Default for SimConfig {
             dhcp_range: (Ipv4Addr::new(192, 168, 50, 100), Ipv4Addr::new(192, 168, 50, 199)),
             seed: 0x5eed,
             knobs: SimKnobs::default(),
+            guests: None,
         }
     }
 }
@@ -301,6 +305,8 @@ pub struct SimVmView {
     /// The attached ISO's volume label and files, parsed from the uploaded bytes.
     pub cdrom_label: Option<String>,
     pub cdrom_files: Vec<IsoFile>,
+    /// What the guest is doing, when guest emulation is on.
+    pub guest: Option<capstan_guest::GuestStatus>,
 }
 
 /// Inspection and control of a running simulator.
@@ -344,6 +350,7 @@ impl SimState {
                     cdrom: vm.cdrom.clone(),
                     cdrom_label: iso.as_ref().map(|i| i.volume_label.clone()),
                     cdrom_files: iso.map(|i| i.files).unwrap_or_default(),
+                    guest: w.config.guests.as_ref().and_then(|g| g.status(&vm.id)),
                 }
             })
             .collect()
@@ -379,6 +386,11 @@ impl SimState {
     /// Invalidates every session, as a VRM does when tokens time out.
     pub fn expire_tokens(&self) {
         self.shared.lock().tokens.clear();
+    }
+
+    /// The guest emulation, if on.
+    pub fn guests(&self) -> Option<capstan_guest::Guests> {
+        self.shared.lock().config.guests.clone()
     }
 
     pub fn knobs(&self) -> SimKnobs {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use capstan_dcs::iso::{BootstrapVolume, IsoFile, NoCloudSeed, build_iso, static_network_config};
+use capstan_iso::{BootstrapVolume, IsoFile, NoCloudSeed, build_iso, static_network_config};
 
 fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new(cmd)
@@ -31,6 +31,7 @@ fn seed() -> NoCloudSeed {
             Some("10.0.0.1".parse().unwrap()),
             &["10.0.0.2".parse().unwrap()],
         )),
+        provider_id: None,
     }
 }
 

@@ -7,21 +7,54 @@ use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use crate::crds::{capi_crds_dir, load_crds_from_dir};
 use crate::pki;
 use crate::process::{ChildGuard, free_port, wait_for};
 
+/// Key material a caller brings instead of the throwaway set (e.g. a workload cluster's own CA).
+#[derive(Clone, Debug)]
+pub struct SuppliedPki {
+    /// The cluster CA: it signs the serving certificate and verifies client certificates.
+    pub ca_cert_pem: Vec<u8>,
+    pub ca_key_pem: Vec<u8>,
+    /// Service-account signing key (PEM private key) and its public half.
+    pub sa_key_pem: Vec<u8>,
+    pub sa_pub_pem: Vec<u8>,
+    /// CA for the aggregation layer's client certificates (`--requestheader-client-ca-file`).
+    pub front_proxy_ca_pem: Option<Vec<u8>>,
+    /// Extra subject alternative names for the serving certificate (IPs or DNS names).
+    pub extra_sans: Vec<String>,
+}
+
 /// What to start.
 #[derive(Clone, Debug, Default)]
-pub struct TestEnvOptions {
-    /// Install the upstream Cluster API CRDs (`shared/capi/crds-k8s1.20`).
-    pub capi_crds: bool,
+pub struct PlaneOptions {
     /// Extra kube-apiserver flags, e.g. `--enable-bootstrap-token-auth`.
     pub extra_args: Vec<String>,
+    /// Port on 127.0.0.1 for the API server; `None` picks a free one.
+    pub port: Option<u16>,
+    /// Keys to use; `None` generates a throwaway CA and service-account key.
+    pub pki: Option<SuppliedPki>,
+    /// Where to keep data and logs; `None` makes a temporary directory (memory-backed when
+    /// `/dev/shm` exists) that is removed on drop.
+    pub dir: Option<PathBuf>,
+}
+
+enum PlaneDir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl PlaneDir {
+    fn path(&self) -> &Path {
+        match self {
+            PlaneDir::Temp(t) => t.path(),
+            PlaneDir::Kept(p) => p,
+        }
+    }
 }
 
 /// A running etcd + kube-apiserver pair. Dropping it kills both and removes their data.
-pub struct TestEnv {
+pub struct LocalPlane {
     // Field order is drop order: the API server goes before etcd, the directory last.
     apiserver: ChildGuard,
     _etcd: ChildGuard,
@@ -29,13 +62,21 @@ pub struct TestEnv {
     ca_pem: Vec<u8>,
     ca_key_pem: Vec<u8>,
     kubeconfig_path: PathBuf,
-    dir: tempfile::TempDir,
+    /// Bearer token of `admin` (`system:masters`).
+    admin_token: String,
+    /// Bearer token of [`RESTRICTED_USER`], which has no RBAC grants until a test gives it some.
+    restricted_token: String,
+    dir: PlaneDir,
 }
 
 /// Token of the `admin` user (group `system:masters`).
-const ADMIN_TOKEN: &str = "capstan-admin-token";
-/// Token of `capstan-test-user`, which has no RBAC grants until a test gives it some.
-const RESTRICTED_TOKEN: &str = "capstan-restricted-token";
+/// Per-plane random tokens: a plane may serve a (simulated) workload cluster that other local
+/// users can reach, so nothing here is a well-known credential.
+fn random_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 24];
+    openssl::rand::rand_bytes(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
 pub const RESTRICTED_USER: &str = "capstan-test-user";
 
 fn binary(env: &str, default: impl FnOnce() -> PathBuf) -> anyhow::Result<PathBuf> {
@@ -50,38 +91,48 @@ fn binary(env: &str, default: impl FnOnce() -> PathBuf) -> anyhow::Result<PathBu
     }
 }
 
-fn cache_dir() -> PathBuf {
+/// Where `hack/testenv.sh` keeps what it builds (`$CAPSTAN_CACHE` or `~/.cache/capstan`).
+pub fn cache_dir() -> PathBuf {
     std::env::var_os("CAPSTAN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/capstan")
     })
 }
 
-impl TestEnv {
-    /// Starts etcd and kube-apiserver with the upstream CAPI CRDs installed.
+/// The etcd and kube-apiserver binaries, or an error that says how to get them.
+pub fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+    Ok((
+        binary("CAPSTAN_ETCD", || PathBuf::from("/usr/bin/etcd"))?,
+        binary("CAPSTAN_KUBE_APISERVER", || cache_dir().join("kube-apiserver-1.20.2"))?,
+    ))
+}
+
+impl LocalPlane {
+    /// Starts etcd and kube-apiserver with throwaway keys.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(TestEnvOptions {
-            capi_crds: true,
-            ..Default::default()
-        })
-        .await
+        Self::start_with(PlaneOptions::default()).await
     }
 
-    /// Starts etcd and kube-apiserver with nothing installed.
-    pub async fn start_bare() -> anyhow::Result<Self> {
-        Self::start_with(TestEnvOptions::default()).await
-    }
-
-    pub async fn start_with(opts: TestEnvOptions) -> anyhow::Result<Self> {
-        let etcd_bin = binary("CAPSTAN_ETCD", || PathBuf::from("/usr/bin/etcd"))?;
-        let apiserver_bin = binary("CAPSTAN_KUBE_APISERVER", || cache_dir().join("kube-apiserver-1.20.2"))?;
-        // Memory-backed when available: etcd fsyncs every write and tests write a lot.
-        let base = if Path::new("/dev/shm").is_dir() {
-            Path::new("/dev/shm")
-        } else {
-            Path::new("/tmp")
+    pub async fn start_with(opts: PlaneOptions) -> anyhow::Result<Self> {
+        let (etcd_bin, apiserver_bin) = binaries()?;
+        let dir = match &opts.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                PlaneDir::Kept(d.clone())
+            }
+            None => {
+                // Memory-backed when available: etcd fsyncs every write and tests write a lot.
+                let base = if Path::new("/dev/shm").is_dir() {
+                    Path::new("/dev/shm")
+                } else {
+                    Path::new("/tmp")
+                };
+                PlaneDir::Temp(tempfile::Builder::new().prefix("capstan-plane-").tempdir_in(base)?)
+            }
         };
-        let dir = tempfile::Builder::new().prefix("capstan-testenv-").tempdir_in(base)?;
-        let pki = pki::generate()?;
+        let pki = match &opts.pki {
+            None => pki::generate()?,
+            Some(s) => pki::from_supplied(s)?,
+        };
         let write = |name: &str, data: &[u8]| -> anyhow::Result<PathBuf> {
             let p = dir.path().join(name);
             std::fs::write(&p, data)?;
@@ -92,17 +143,19 @@ impl TestEnv {
         let serving_key = write("apiserver.key", &pki.serving_key_pem)?;
         let sa_key = write("sa.key", &pki.sa_key_pem)?;
         let sa_pub = write("sa.pub", &pki.sa_pub_pem)?;
+        let admin_token = random_token()?;
+        let restricted_token = random_token()?;
         let tokens = write(
             "tokens.csv",
             format!(
-                "{ADMIN_TOKEN},admin,admin,system:masters\n{RESTRICTED_TOKEN},{RESTRICTED_USER},{RESTRICTED_USER}\n"
+                "{admin_token},admin,admin,system:masters\n{restricted_token},{RESTRICTED_USER},{RESTRICTED_USER}\n"
             )
             .as_bytes(),
         )?;
 
         let (etcd, etcd_url) = start_etcd(&etcd_bin, dir.path())?;
 
-        let port = free_port();
+        let port = opts.port.unwrap_or_else(free_port);
         let mut cmd = Command::new(&apiserver_bin);
         cmd.args([
             "--etcd-servers",
@@ -127,8 +180,6 @@ impl TestEnv {
             "https://kubernetes.default.svc",
             "--token-auth-file",
             path_str(&tokens),
-            "--authorization-mode",
-            "RBAC",
             "--service-cluster-ip-range",
             "10.96.0.0/12",
             "--cert-dir",
@@ -139,19 +190,35 @@ impl TestEnv {
             "--profiling=false",
             "--v=1",
         ]);
+        if let Some(front_proxy) = opts.pki.as_ref().and_then(|p| p.front_proxy_ca_pem.as_deref()) {
+            let f = write("front-proxy-ca.crt", front_proxy)?;
+            cmd.arg("--requestheader-client-ca-file").arg(&f);
+            cmd.args([
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-username-headers=X-Remote-User",
+            ]);
+        }
+        // String-slice flags append when repeated, so the default goes only when not overridden.
+        if !opts.extra_args.iter().any(|a| a.starts_with("--authorization-mode")) {
+            cmd.args(["--authorization-mode", "RBAC"]);
+        }
         cmd.args(&opts.extra_args);
         let apiserver = ChildGuard::spawn("kube-apiserver", cmd, &dir.path().join("kube-apiserver.log"))?;
 
         let url = format!("https://127.0.0.1:{port}");
         let kubeconfig_path = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig_path, kubeconfig_yaml(&url, &pki.ca_pem, ADMIN_TOKEN, None))?;
-        let env = TestEnv {
+        std::fs::write(&kubeconfig_path, kubeconfig_yaml(&url, &pki.ca_pem, &admin_token, None))?;
+        let env = LocalPlane {
             apiserver,
             _etcd: etcd,
             url,
             ca_pem: pki.ca_pem.clone(),
             ca_key_pem: pki.ca_key_pem.clone(),
             kubeconfig_path,
+            admin_token,
+            restricted_token,
             dir,
         };
 
@@ -180,9 +247,6 @@ impl TestEnv {
                 "kube-apiserver never created the default namespace:\n{}",
                 env.apiserver.log_tail(30)
             );
-        }
-        if opts.capi_crds {
-            env.install_crds(&load_crds_from_dir(&capi_crds_dir())?).await?;
         }
         Ok(env)
     }
@@ -213,14 +277,24 @@ impl TestEnv {
         self.dir.path()
     }
 
+    /// The API server's process id (for process-tree checks).
+    pub fn apiserver_pid(&self) -> u32 {
+        self.apiserver.id()
+    }
+
+    /// Whether the API server process is still running.
+    pub fn apiserver_running(&mut self) -> bool {
+        self.apiserver.is_running()
+    }
+
     /// A client acting as `admin` (`system:masters`).
     pub async fn client(&self) -> anyhow::Result<Client> {
-        client_from(&kubeconfig_yaml(&self.url, &self.ca_pem, ADMIN_TOKEN, None)).await
+        client_from(&kubeconfig_yaml(&self.url, &self.ca_pem, &self.admin_token, None)).await
     }
 
     /// A client acting as `capstan-test-user`, which can do nothing until RBAC allows it.
     pub async fn restricted_client(&self) -> anyhow::Result<Client> {
-        client_from(&kubeconfig_yaml(&self.url, &self.ca_pem, RESTRICTED_TOKEN, None)).await
+        client_from(&kubeconfig_yaml(&self.url, &self.ca_pem, &self.restricted_token, None)).await
     }
 
     /// A client impersonating `user` in `groups`, e.g. a service account, to test RBAC manifests.
@@ -228,7 +302,7 @@ impl TestEnv {
         client_from(&kubeconfig_yaml(
             &self.url,
             &self.ca_pem,
-            ADMIN_TOKEN,
+            &self.admin_token,
             Some((user, groups)),
         ))
         .await
@@ -237,12 +311,11 @@ impl TestEnv {
     /// Writes a kubeconfig impersonating `user` in `groups` and returns its path.
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
         let path = self
-            .dir
-            .path()
+            .dir()
             .join(format!("kubeconfig-{}", user.replace([':', '/'], "-")));
         std::fs::write(
             &path,
-            kubeconfig_yaml(&self.url, &self.ca_pem, ADMIN_TOKEN, Some((user, groups))),
+            kubeconfig_yaml(&self.url, &self.ca_pem, &self.admin_token, Some((user, groups))),
         )?;
         Ok(path)
     }

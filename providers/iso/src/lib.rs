@@ -1,4 +1,5 @@
-//! Bootstrap volumes as ISO 9660 images.
+//! Bootstrap volumes as ISO 9660 images, and the reader a (simulated) guest uses to find its
+//! NoCloud seed.
 //!
 //! FusionCompute's public API has no user-data field, so bootstrap data reaches the guest on a
 //! CD-ROM. For cloud-init that is a NoCloud seed: volume label `cidata` with `user-data`,
@@ -58,7 +59,7 @@ pub trait BootstrapVolume {
 }
 
 /// A cloud-init NoCloud seed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NoCloudSeed {
     /// cloud-init re-runs per-instance modules when this changes; use the VM's stable identity.
     pub instance_id: String,
@@ -66,17 +67,25 @@ pub struct NoCloudSeed {
     pub user_data: Vec<u8>,
     /// A network-config (v2) document; `None` writes [`dhcp_network_config`].
     pub network_config: Option<String>,
+    /// The Node's providerID, as meta-data key `provider-id`: cloud-init exposes it to jinja
+    /// templates as `{{ ds.meta_data.provider_id }}`, which is how a cluster template hands it to
+    /// the kubelet (`--provider-id`) when no cloud-controller-manager sets it.
+    pub provider_id: Option<String>,
 }
 
 pub const NOCLOUD_LABEL: &str = "cidata";
 
 impl NoCloudSeed {
     pub fn meta_data(&self) -> String {
-        format!(
+        let mut out = format!(
             "instance-id: {}\nlocal-hostname: {}\n",
             yaml_scalar(&self.instance_id),
             yaml_scalar(&self.hostname)
-        )
+        );
+        if let Some(id) = &self.provider_id {
+            out.push_str(&format!("provider-id: {}\n", yaml_scalar(id)));
+        }
+        out
     }
 }
 
@@ -494,6 +503,7 @@ mod tests {
             hostname: "cp-1".into(),
             user_data: b"#cloud-config\nruncmd: [echo hi]\n".to_vec(),
             network_config: None,
+            provider_id: Some("dcs://4a1f".into()),
         };
         let a = seed.to_iso().unwrap();
         assert_eq!(a, seed.to_iso().unwrap());
@@ -506,7 +516,7 @@ mod tests {
         assert_eq!(c.file("user-data").unwrap(), seed.user_data.as_slice());
         assert_eq!(
             c.file("meta-data").unwrap(),
-            b"instance-id: \"3f0c-uid\"\nlocal-hostname: cp-1\n"
+            b"instance-id: \"3f0c-uid\"\nlocal-hostname: cp-1\nprovider-id: \"dcs://4a1f\"\n"
         );
     }
 

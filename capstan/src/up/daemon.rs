@@ -1,0 +1,134 @@
+//! The long-lived half of `capstan up`: the local management plane (unless `--kubeconfig`), the
+//! DCS simulator with guest emulation, and the manager (`standalone`, `kubeadm`, `dcs`). It runs
+//! detached so `up` can return; `capstan down` stops it with SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use capstan_dcs::sim::{Latency, SimConfig, SimKnobs, Simulator};
+use capstan_guest::{GuestOptions, Guests};
+use capstan_localplane::{LocalPlane, PlaneOptions};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use super::apply::{FIELD_MANAGER, install_crds};
+use super::state::{Ready, StateDir};
+use crate::manager::{ManagerArgs, parse_duration};
+use crate::telemetry::LogFormat;
+
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub bootstrap_token_ttl: Duration,
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub guest_boot_delay: Duration,
+}
+
+pub const CREDENTIALS_SECRET: &str = "capstan-up-dcs";
+
+fn random_password() -> anyhow::Result<String> {
+    let mut b = [0u8; 18];
+    openssl::rand::rand_bytes(&mut b)?;
+    Ok(format!("Up-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()))
+}
+
+pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    let state = StateDir(args.state_dir.clone());
+    let plane = match &args.kubeconfig {
+        Some(_) => None,
+        None => Some(
+            LocalPlane::start_with(PlaneOptions {
+                dir: Some(state.mgmt_dir()),
+                ..Default::default()
+            })
+            .await
+            .context("starting the local management plane")?,
+        ),
+    };
+    let mgmt_kubeconfig = match (&plane, &args.kubeconfig) {
+        (Some(p), _) => p.kubeconfig_path().to_path_buf(),
+        (None, Some(k)) => k.clone(),
+        (None, None) => unreachable!("either a local plane or --kubeconfig"),
+    };
+    let client = crate::manager::client(Some(&mgmt_kubeconfig)).await?;
+    let created_crds = install_crds(&client, &crate::crds::all(true)).await?;
+    tracing::info!(created = created_crds.len(), "CRDs installed");
+
+    let password = random_password()?;
+    let guests = Guests::new(GuestOptions {
+        boot_delay: args.guest_boot_delay,
+        ..GuestOptions::new(state.guests_dir())
+    });
+    let sim = Simulator::start(SimConfig {
+        password: password.clone(),
+        knobs: SimKnobs {
+            latency: Latency::compressed(),
+            ..SimKnobs::default()
+        },
+        guests: Some(guests),
+        ..SimConfig::default()
+    })
+    .await
+    .context("starting the DCS simulator")?;
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": CREDENTIALS_SECRET, "namespace": args.namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "capstan-up"}},
+        "stringData": {"endpoint": sim.url().to_string(), "authUser": "capstan", "authKey": password}
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), &args.namespace)
+        .patch(
+            CREDENTIALS_SECRET,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .context("writing the simulator's credentials secret")?;
+
+    StateDir::write(
+        &state.ready_path(),
+        &Ready {
+            pid: std::process::id(),
+            mgmt_kubeconfig: mgmt_kubeconfig.clone(),
+            local_plane: plane.is_some(),
+            namespace: args.namespace.clone(),
+            credentials_secret: CREDENTIALS_SECRET.into(),
+            sim_url: sim.url().to_string(),
+            sim_ca_pem: sim.ca_pem().to_string(),
+            created_crds,
+        },
+    )?;
+    tracing::info!(sim = %sim.url(), "ready");
+
+    // Returns on SIGTERM (its own signal handler), after in-flight reconciles finish.
+    let result = crate::manager::run(ManagerArgs {
+        providers: vec!["standalone".into(), "kubeadm".into(), "dcs".into()],
+        leader_elect: false,
+        leader_election_id: None,
+        leader_election_namespace: None,
+        leader_elect_lease_duration: Duration::from_secs(15),
+        leader_elect_renew_grace: Duration::from_secs(5),
+        health_probe_bind_address: "0".into(),
+        metrics_bind_address: "0".into(),
+        namespace: String::new(),
+        watch_filter: String::new(),
+        kubeconfig: Some(mgmt_kubeconfig),
+        log_format: LogFormat::Text,
+        graceful_shutdown_timeout: Duration::from_secs(5),
+        bootstrap_token_ttl: args.bootstrap_token_ttl,
+    })
+    .await;
+    // The simulator owns the guests, and the guests own the workload clusters' processes.
+    sim.shutdown().await;
+    drop(plane);
+    tracing::info!("stopped");
+    result
+}
