@@ -81,11 +81,7 @@ struct ClusterEntry {
 
 impl Clusters {
     pub fn get(&self, endpoint: &str) -> Option<Arc<WorkloadCluster>> {
-        self.by_endpoint
-            .lock()
-            .ok()?
-            .get(endpoint)
-            .map(|e| e.cluster.clone())
+        self.by_endpoint.lock().ok()?.get(endpoint).map(|e| e.cluster.clone())
     }
 
     /// Registers a cluster that `vm_id` just initialised; the VM is its first member, so
@@ -113,7 +109,9 @@ impl Clusters {
     /// Forgets the VM; returns the clusters left without VMs, removed from the registry (the
     /// caller drops them, which stops their processes).
     fn remove_member(&self, vm_id: &str) -> Vec<Arc<WorkloadCluster>> {
-        let Ok(mut m) = self.by_endpoint.lock() else { return Vec::new() };
+        let Ok(mut m) = self.by_endpoint.lock() else {
+            return Vec::new();
+        };
         for e in m.values_mut() {
             if e.members.remove(vm_id) {
                 e.cluster.forget_vm(vm_id);
@@ -151,6 +149,8 @@ struct VmRecord {
     status: GuestStatus,
     /// cloud-init ran to the end (successfully or not): a reboot does not run it again.
     booted: bool,
+    /// The Node the boot registered; still registered after a reboot.
+    node: Option<String>,
     log: Vec<String>,
     task: Option<tokio::task::AbortHandle>,
 }
@@ -167,7 +167,9 @@ pub struct Guests(Arc<Inner>);
 
 impl std::fmt::Debug for Guests {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guests").field("options", &self.0.options).finish_non_exhaustive()
+        f.debug_struct("Guests")
+            .field("options", &self.0.options)
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,7 +214,7 @@ impl Guests {
             && r.booted
         {
             if r.status == GuestStatus::Off {
-                r.status = GuestStatus::Running { node: None };
+                r.status = GuestStatus::Running { node: r.node.clone() };
             }
             return;
         }
@@ -224,6 +226,7 @@ impl Guests {
             VmRecord {
                 status: GuestStatus::Booting,
                 booted: false,
+                node: None,
                 log: Vec::new(),
                 task: Some(task.abort_handle()),
             },
@@ -293,7 +296,10 @@ impl Guests {
             r.booted = true;
             r.task = None;
             r.status = match result {
-                Ok(node) => GuestStatus::Running { node },
+                Ok(node) => {
+                    r.node = node.clone();
+                    GuestStatus::Running { node }
+                }
                 Err(reason) => {
                     r.log.push(format!("boot failed: {reason}"));
                     GuestStatus::Failed { reason }
@@ -334,22 +340,20 @@ impl Guests {
                     let init = matches!(step, Step::KubeadmInit { .. });
                     self.note(
                         &vm.id,
-                        format!("runcmd: kubeadm {} --config {config}", if init { "init" } else { "join" }),
+                        format!(
+                            "runcmd: kubeadm {} --config {config}",
+                            if init { "init" } else { "join" }
+                        ),
                     );
                     let result = if init {
                         kubeadm::init(&ctx, config).await
                     } else {
                         kubeadm::join(&ctx, config).await
                     };
-                    let cluster = result.map_err(|e: KubeadmError| {
-                        format!("kubeadm {}: {e}", if init { "init" } else { "join" })
-                    })?;
+                    let cluster = result
+                        .map_err(|e: KubeadmError| format!("kubeadm {}: {e}", if init { "init" } else { "join" }))?;
                     self.0.clusters.add_member(&cluster.endpoint, &vm.id);
-                    node = cluster
-                        .nodes()
-                        .into_iter()
-                        .find(|n| n.vm_id == vm.id)
-                        .map(|n| n.name);
+                    node = cluster.nodes().into_iter().find(|n| n.vm_id == vm.id).map(|n| n.name);
                 }
                 Step::WriteText { path, text, append } => {
                     let p = cloudinit::guest_path(&root, path).map_err(|e| format!("runcmd: {e}"))?;

@@ -310,9 +310,7 @@ impl LocalPlane {
 
     /// Writes a kubeconfig impersonating `user` in `groups` and returns its path.
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<PathBuf> {
-        let path = self
-            .dir()
-            .join(format!("kubeconfig-{}", user.replace([':', '/'], "-")));
+        let path = self.dir().join(format!("kubeconfig-{}", user.replace([':', '/'], "-")));
         std::fs::write(
             &path,
             kubeconfig_yaml(&self.url, &self.ca_pem, &self.admin_token, Some((user, groups))),

@@ -349,10 +349,56 @@ async fn delete(cluster: &Cluster, ctx: &Ctx, api: &Api<Cluster>) -> Result<Acti
     {
         delete_ignoring_missing(&secrets, &name).await?;
     }
+    collect_orphaned_secrets(ctx, &ns, &lp).await?;
     ctx.workload.forget(&ns, &cluster.name_any());
     finalizer::remove(api, cluster, FINALIZER, FIELD_MANAGER).await?;
     info!("cluster deleted");
     Ok(Action::await_change())
+}
+
+/// What the garbage collector would do for the cluster's Secrets (certificates, bootstrap data),
+/// for API servers where none runs: a Secret of this cluster whose owners are all gone goes too.
+/// Secrets without owners (credentials a user created) are never touched.
+async fn collect_orphaned_secrets(ctx: &Ctx, ns: &str, lp: &ListParams) -> Result<(), kube::Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    for secret in secrets.list(lp).await?.items {
+        let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+        if owners.is_empty() || secret.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let mut any_alive = false;
+        for o in &owners {
+            if owner_exists(ctx, ns, o).await? {
+                any_alive = true;
+                break;
+            }
+        }
+        if !any_alive {
+            delete_ignoring_missing(&secrets, &secret.name_any()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn owner_exists(
+    ctx: &Ctx,
+    ns: &str,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> Result<bool, kube::Error> {
+    let (group, version) = match owner.api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", owner.api_version.as_str()),
+    };
+    let gvk = kube::core::GroupVersionKind::gvk(group, version, &owner.kind);
+    // A kind the server no longer serves has no objects left.
+    let Ok((ar, _)) = kube::discovery::pinned_kind(&ctx.client, &gvk).await else {
+        return Ok(false);
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+    Ok(api
+        .get_opt(&owner.name)
+        .await?
+        .is_some_and(|o| o.uid().as_deref() == Some(owner.uid.as_str())))
 }
 
 /// Deletes every object of kind `K` matching `lp`; returns how many still exist.

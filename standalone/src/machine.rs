@@ -334,7 +334,12 @@ async fn reconcile_node(
         Err(e) => return unknown("WaitingForKubeconfig", e.to_string()),
     };
     let nodes: Api<Node> = Api::all(client);
-    let node_provider_id = |n: &Node| n.spec.as_ref().and_then(|s| s.provider_id.clone()).filter(|p| !p.is_empty());
+    let node_provider_id = |n: &Node| {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.provider_id.clone())
+            .filter(|p| !p.is_empty())
+    };
     let found = match nodes.list(&ListParams::default()).await {
         Ok(list) => {
             let (with_id, without_id): (Vec<Node>, Vec<Node>) =

@@ -70,7 +70,13 @@ pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) ->
     }
     // Discovery lags "Established" by a moment.
     for crd in crds {
-        let version = crd.spec.versions.iter().find(|v| v.storage).map(|v| v.name.clone()).unwrap_or_default();
+        let version = crd
+            .spec
+            .versions
+            .iter()
+            .find(|v| v.storage)
+            .map(|v| v.name.clone())
+            .unwrap_or_default();
         let gvk = GroupVersionKind::gvk(&crd.spec.group, &version, &crd.spec.names.kind);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while pinned_kind(client, &gvk).await.is_err() {

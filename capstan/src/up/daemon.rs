@@ -37,7 +37,10 @@ pub const CREDENTIALS_SECRET: &str = "capstan-up-dcs";
 fn random_password() -> anyhow::Result<String> {
     let mut b = [0u8; 18];
     openssl::rand::rand_bytes(&mut b)?;
-    Ok(format!("Up-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()))
+    Ok(format!(
+        "Up-{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
 }
 
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {

@@ -107,8 +107,14 @@ mod tests {
     fn missing_variables_are_all_named() {
         let e = substitute("${X} ${Y} ${X} ${Z:=z}", &BTreeMap::new()).unwrap_err();
         assert_eq!(e.to_string(), "value for variables [X, Y] is not set");
-        assert!(matches!(substitute("${X", &BTreeMap::new()), Err(SubstError::Unterminated(0))));
-        assert!(matches!(substitute("${1X}", &BTreeMap::new()), Err(SubstError::BadName(_))));
+        assert!(matches!(
+            substitute("${X", &BTreeMap::new()),
+            Err(SubstError::Unterminated(0))
+        ));
+        assert!(matches!(
+            substitute("${1X}", &BTreeMap::new()),
+            Err(SubstError::BadName(_))
+        ));
     }
 
     #[test]
@@ -118,7 +124,10 @@ mod tests {
             ("CLUSTER_NAME", "c1"),
             ("CONTROL_PLANE_ENDPOINT_HOST", "127.0.0.1"),
             ("DCS_CREDENTIALS_SECRET", "creds"),
-            ("DCS_CA_BUNDLE", "-----BEGIN CERTIFICATE-----\\nAAA\\n-----END CERTIFICATE-----\\n"),
+            (
+                "DCS_CA_BUNDLE",
+                "-----BEGIN CERTIFICATE-----\\nAAA\\n-----END CERTIFICATE-----\\n",
+            ),
             ("CONTROL_PLANE_MACHINE_INDEX", "0"),
         ]);
         for f in ["cluster-template.yaml", "control-plane-machine.yaml"] {

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use capstan_api::core::{Cluster, Machine};
 use k8s_openapi::api::core::v1::{Node, Secret};
-use kube::api::{Api, DeleteParams, ListParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams};
 
 use crate::manager::parse_duration;
 use state::{Applied, Ready, StateDir, alive, last_lines};
@@ -82,7 +82,9 @@ fn prepare_binaries() -> anyhow::Result<Vec<(String, String)>> {
     if capstan_localplane::binaries().is_ok() {
         return Ok(Vec::new());
     }
-    eprintln!("capstan up: preparing the local management plane (first run: installs etcd and builds kube-apiserver, about 10 minutes)");
+    eprintln!(
+        "capstan up: preparing the local management plane (first run: installs etcd and builds kube-apiserver, about 10 minutes)"
+    );
     let dir = tempfile::tempdir()?;
     std::fs::create_dir_all(dir.path().join("hack/vcsim"))?;
     std::fs::write(dir.path().join("hack/testenv.sh"), TESTENV_SCRIPT)?;
@@ -174,7 +176,10 @@ fn render(args: &UpArgs, ready: &Ready, port: u16) -> anyhow::Result<String> {
         ("NAMESPACE".into(), args.namespace.clone()),
         ("KUBERNETES_VERSION".into(), args.kubernetes_version.clone()),
         ("WORKER_MACHINE_COUNT".into(), args.worker_machines.to_string()),
-        ("CONTROL_PLANE_MACHINE_COUNT".into(), args.control_plane_machines.to_string()),
+        (
+            "CONTROL_PLANE_MACHINE_COUNT".into(),
+            args.control_plane_machines.to_string(),
+        ),
         ("CONTROL_PLANE_ENDPOINT_HOST".into(), "127.0.0.1".into()),
         ("CONTROL_PLANE_ENDPOINT_PORT".into(), port.to_string()),
         ("DCS_CREDENTIALS_SECRET".into(), ready.credentials_secret.clone()),
@@ -273,7 +278,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .context("the kubeconfig secret has no value")?;
     std::fs::write(&workload_kubeconfig, &value.0)?;
     let workload = crate::manager::client(Some(&workload_kubeconfig)).await?;
-    let nodes = Api::<Node>::all(workload).list(&ListParams::default()).await?.items.len();
+    let nodes = Api::<Node>::all(workload)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .len();
     println!(
         "all {want} machines running, {nodes} nodes registered ({:.1}s after apply)",
         applied_at.elapsed().as_secs_f64()
@@ -281,10 +290,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("cluster {} is up in {:.1}s", args.name, start.elapsed().as_secs_f64());
     println!("workload kubeconfig: {}", workload_kubeconfig.display());
     println!("  kubectl --kubeconfig {} get nodes", workload_kubeconfig.display());
-    println!("tear down with: capstan down{}", match &args.state_dir {
-        Some(d) => format!(" --state-dir {}", d.display()),
-        None => String::new(),
-    });
+    println!(
+        "tear down with: capstan down{}",
+        match &args.state_dir {
+            Some(d) => format!(" --state-dir {}", d.display()),
+            None => String::new(),
+        }
+    );
     Ok(())
 }
 
@@ -299,12 +311,17 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
         let client = crate::manager::client(Some(&ready.mgmt_kubeconfig)).await?;
         if let Some(applied) = StateDir::read::<Applied>(&state.applied_path()) {
             let clusters = Api::<Cluster>::namespaced(client.clone(), &applied.namespace);
-            let _ = clusters.delete(&applied.cluster_name, &DeleteParams::background()).await;
+            let _ = clusters
+                .delete(&applied.cluster_name, &DeleteParams::background())
+                .await;
             println!("deleting cluster {} ...", applied.cluster_name);
             let deadline = Instant::now() + args.timeout;
             while clusters.get_opt(&applied.cluster_name).await?.is_some() {
                 if Instant::now() > deadline {
-                    eprintln!("cluster {} still exists after {:?}; stopping anyway", applied.cluster_name, args.timeout);
+                    eprintln!(
+                        "cluster {} still exists after {:?}; stopping anyway",
+                        applied.cluster_name, args.timeout
+                    );
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -314,8 +331,9 @@ pub async fn down(args: DownArgs) -> anyhow::Result<()> {
             .delete(&ready.credentials_secret, &DeleteParams::default())
             .await;
         if !ready.local_plane {
-            let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-                Api::all(client.clone());
+            let crds: Api<
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+            > = Api::all(client.clone());
             for name in &ready.created_crds {
                 let _ = crds.delete(name, &DeleteParams::default()).await;
             }

@@ -56,7 +56,11 @@ impl Progress {
             let r = row(m);
             if self.last.get(&name) != Some(&r) {
                 let t = start.elapsed().as_secs();
-                let note = if r.note.is_empty() { String::new() } else { format!("  ({})", r.note) };
+                let note = if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", r.note)
+                };
                 println!(
                     "[{:>3}:{:02}] {name:<36} {:<12} {:<16} {}{note}",
                     t / 60,

@@ -31,7 +31,9 @@ pub struct StateDir(pub PathBuf);
 
 impl StateDir {
     pub fn default_path() -> PathBuf {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
         home.join(".capstan").join("up")
     }
 

@@ -80,7 +80,10 @@ impl WorkloadCluster {
         keys: ControlPlaneKeys,
         dir: PathBuf,
     ) -> Result<Self, KubeadmError> {
-        let host = endpoint.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+        let host = endpoint
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default();
         let plane = LocalPlane::start_with(PlaneOptions {
             extra_args: vec![
                 "--enable-bootstrap-token-auth".into(),
@@ -152,7 +155,10 @@ impl WorkloadCluster {
     }
 
     pub fn nodes(&self) -> Vec<NodeRecord> {
-        self.nodes.lock().map(|n| n.values().cloned().collect()).unwrap_or_default()
+        self.nodes
+            .lock()
+            .map(|n| n.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// An admin kubeconfig document (client certificate `kubernetes-admin`, `system:masters`).
@@ -186,7 +192,12 @@ where
 }
 
 /// kubeadm's upload-config, bootstrap-token (cluster-info + RBAC) phases.
-async fn upload_config(admin: &Client, endpoint: &str, ca_pem: &[u8], cluster_configuration: &str) -> Result<(), KubeadmError> {
+async fn upload_config(
+    admin: &Client,
+    endpoint: &str,
+    ca_pem: &[u8],
+    cluster_configuration: &str,
+) -> Result<(), KubeadmError> {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
     let kube_system = |c: &Client| Api::<ConfigMap>::namespaced(c.clone(), "kube-system");
     create(
@@ -302,7 +313,11 @@ async fn bootstrap_signer(admin: Client) {
                     patch.insert(k.clone(), json!(v));
                 }
                 if let Err(e) = info
-                    .patch(CLUSTER_INFO, &PatchParams::default(), &Patch::Merge(json!({"data": patch})))
+                    .patch(
+                        CLUSTER_INFO,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"data": patch})),
+                    )
                     .await
                 {
                     tracing::debug!(error = %e, "bootstrap signer could not update cluster-info");

@@ -143,7 +143,11 @@ pub fn parse(text: &str) -> Result<KubeadmFile, KubeadmError> {
         serde_saphyr::from_multiple(text).map_err(|e| KubeadmError::Config(format!("invalid YAML: {e}")))?;
     let mut out = KubeadmFile::default();
     for doc in docs.into_iter().filter(|d| !d.is_null()) {
-        let api_version = doc.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
         let kind = doc.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         if !api_version.starts_with("kubeadm.k8s.io/") {
             continue;

@@ -73,7 +73,9 @@ pub fn verify_detached(content: &str, jws: &str, token: &BootstrapToken) -> bool
     let (Some(header), Some(""), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return false;
     };
-    let Ok(header_json) = URL_SAFE_NO_PAD.decode(header) else { return false };
+    let Ok(header_json) = URL_SAFE_NO_PAD.decode(header) else {
+        return false;
+    };
     let Ok(h) = serde_json::from_slice::<serde_json::Value>(&header_json) else {
         return false;
     };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use super::KubeadmError;
 use super::cluster::{ControlPlaneKeys, WorkloadCluster};
 use super::config::{self, endpoint};
-use super::node::{KubeletView, mark_control_plane};
+use super::node::{KubeletView, clear_not_ready_taint, mark_control_plane};
 use super::pki::ClusterCa;
 use crate::{BootContext, Mode};
 
@@ -23,7 +23,9 @@ pub async fn init(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
     let cluster_cfg = file.cluster.clone().unwrap_or_default();
     let init_cfg = file.init.clone().unwrap_or_default();
     let raw_endpoint = cluster_cfg.control_plane_endpoint.clone().ok_or_else(|| {
-        KubeadmError::Endpoint("ClusterConfiguration.controlPlaneEndpoint is empty; the simulator needs it to place the API server".into())
+        KubeadmError::Endpoint(
+            "ClusterConfiguration.controlPlaneEndpoint is empty; the simulator needs it to place the API server".into(),
+        )
     })?;
     let (host, port) = endpoint(&raw_endpoint)?;
     if ctx.options.mode == Mode::Full && !matches!(host.as_str(), "127.0.0.1" | "localhost") {
@@ -41,7 +43,10 @@ pub async fn init(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
     let ca_cert_pem = read(ctx.root, &format!("{pki}/ca.crt"))?;
     let ca_key_pem = read(ctx.root, &format!("{pki}/ca.key"))?;
     let ca = ClusterCa::from_pem(&ca_cert_pem, &ca_key_pem)?;
-    let version = cluster_cfg.kubernetes_version.clone().unwrap_or_else(|| "v1.30.0".into());
+    let version = cluster_cfg
+        .kubernetes_version
+        .clone()
+        .unwrap_or_else(|| "v1.30.0".into());
     let cluster = match ctx.options.mode {
         Mode::NodesOnly => WorkloadCluster::recorded(endpoint.clone(), version.clone(), ca),
         Mode::Full => {
@@ -53,11 +58,10 @@ pub async fn init(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
                 front_proxy_ca_pem: read(ctx.root, &format!("{pki}/front-proxy-ca.crt"))?,
             };
             let cluster_yaml = serde_json::to_string_pretty(&file.cluster_raw).unwrap_or_default();
-            let dir = ctx
-                .options
-                .state_dir
-                .join("clusters")
-                .join(format!("{}-{port}", cluster_cfg.cluster_name.as_deref().unwrap_or("kubernetes")));
+            let dir = ctx.options.state_dir.join("clusters").join(format!(
+                "{}-{port}",
+                cluster_cfg.cluster_name.as_deref().unwrap_or("kubernetes")
+            ));
             WorkloadCluster::start(endpoint.clone(), port, version.clone(), cluster_yaml, keys, dir).await?
         }
     };
@@ -66,7 +70,13 @@ pub async fn init(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
     let kubelet = KubeletView::new(&init_cfg.node_registration, ctx.hostname, true, ctx.vm, &version);
     if let Some(admin) = cluster.admin() {
         kubelet.register(&cluster.server(), &cluster.ca).await?;
-        mark_control_plane(admin, &kubelet.record.name, init_cfg.node_registration.taints.as_deref()).await?;
+        clear_not_ready_taint(admin, &kubelet.record.name).await?;
+        mark_control_plane(
+            admin,
+            &kubelet.record.name,
+            init_cfg.node_registration.taints.as_deref(),
+        )
+        .await?;
     }
     cluster.record_node(kubelet.record.clone());
     Ok(cluster)

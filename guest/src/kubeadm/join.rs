@@ -10,7 +10,7 @@ use super::cluster::WorkloadCluster;
 use super::config::{self, ClusterConfiguration, JoinConfiguration, endpoint};
 use super::discovery::{BootstrapToken, Discovered, ca_cert_hash, cluster_of_kubeconfig, discover_with_token};
 use super::init::read;
-use super::node::{KubeletView, mark_control_plane};
+use super::node::{KubeletView, clear_not_ready_taint, mark_control_plane};
 use crate::{BootContext, Mode};
 
 /// What a control-plane join needs on disk (kubeadm's "failure loading certificate" checks).
@@ -50,7 +50,9 @@ fn tls_bootstrap_token(join: &JoinConfiguration) -> Result<BootstrapToken, Kubea
         .clone()
         .filter(|t| !t.is_empty())
         .or_else(|| join.discovery.bootstrap_token.as_ref().map(|b| b.token.clone()))
-        .ok_or_else(|| KubeadmError::Config("discovery has neither tlsBootstrapToken nor bootstrapToken.token".into()))?;
+        .ok_or_else(|| {
+            KubeadmError::Config("discovery has neither tlsBootstrapToken nor bootstrapToken.token".into())
+        })?;
     BootstrapToken::parse(&raw)
 }
 
@@ -70,16 +72,22 @@ async fn discover(ctx: &BootContext<'_>, join: &JoinConfiguration) -> Result<Dis
                 .map_err(|e| KubeadmError::Discovery(format!("file discovery: {e}")))?;
             cluster_of_kubeconfig(&String::from_utf8_lossy(&text))
         }
-        (None, None) => Err(KubeadmError::Config(
-            "discovery needs bootstrapToken or file".into(),
-        )),
+        (None, None) => Err(KubeadmError::Config("discovery needs bootstrapToken or file".into())),
     }
 }
 
 /// Authenticates with the bootstrap token and reads the cluster's configuration, as `kubeadm
 /// join` does before it starts the kubelet. Wrong and expired tokens fail here (401).
-async fn read_cluster_configuration(found: &Discovered, token: &BootstrapToken) -> Result<ClusterConfiguration, KubeadmError> {
-    let c = client(&found.server, Trust::Ca(&found.ca_pem), Identity::Token(&token.bearer())).await?;
+async fn read_cluster_configuration(
+    found: &Discovered,
+    token: &BootstrapToken,
+) -> Result<ClusterConfiguration, KubeadmError> {
+    let c = client(
+        &found.server,
+        Trust::Ca(&found.ca_pem),
+        Identity::Token(&token.bearer()),
+    )
+    .await?;
     let cm = Api::<ConfigMap>::namespaced(c, "kube-system")
         .get("kubeadm-config")
         .await
@@ -146,7 +154,13 @@ pub async fn join(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
             .clusters
             .get(&format!("{host}:{port}"))
             .ok_or_else(|| KubeadmError::Unreachable(format!("no cluster at {host}:{port}")))?;
-        let kubelet = KubeletView::new(&join.node_registration, ctx.hostname, control_plane, ctx.vm, &cluster.kubernetes_version);
+        let kubelet = KubeletView::new(
+            &join.node_registration,
+            ctx.hostname,
+            control_plane,
+            ctx.vm,
+            &cluster.kubernetes_version,
+        );
         cluster.record_node(kubelet.record);
         return Ok(cluster);
     }
@@ -156,7 +170,11 @@ pub async fn join(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
     if control_plane {
         check_shared_certificates(ctx, &found)?;
     }
-    let server_endpoint = found.server.trim_start_matches("https://").trim_end_matches('/').to_string();
+    let server_endpoint = found
+        .server
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string();
     // The CSR signer (kube-controller-manager) of that cluster issues the kubelet's certificate.
     let cluster = ctx.clusters.get(&server_endpoint).ok_or_else(|| {
         KubeadmError::Registration(format!("no control plane of the simulator serves {}", found.server))
@@ -166,8 +184,11 @@ pub async fn join(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
         .unwrap_or_else(|| cluster.kubernetes_version.clone());
     let kubelet = KubeletView::new(&join.node_registration, ctx.hostname, control_plane, ctx.vm, &version);
     kubelet.register(&found.server, &cluster.ca).await?;
-    if control_plane && let Some(admin) = cluster.admin() {
-        mark_control_plane(admin, &kubelet.record.name, join.node_registration.taints.as_deref()).await?;
+    if let Some(admin) = cluster.admin() {
+        clear_not_ready_taint(admin, &kubelet.record.name).await?;
+        if control_plane {
+            mark_control_plane(admin, &kubelet.record.name, join.node_registration.taints.as_deref()).await?;
+        }
     }
     cluster.record_node(kubelet.record.clone());
     Ok(cluster)

@@ -148,8 +148,39 @@ impl KubeletView {
     }
 }
 
+/// What the API server taints a new Node with until the node lifecycle controller sees it Ready.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+
+/// kube-controller-manager's node lifecycle controller, once the kubelet has posted Ready:
+/// removes the `not-ready` taint the API server (TaintNodesByCondition) put on the new Node.
+pub async fn clear_not_ready_taint(admin: &kube::Client, name: &str) -> Result<(), KubeadmError> {
+    let nodes = Api::<Node>::all(admin.clone());
+    let node = nodes
+        .get(name)
+        .await
+        .map_err(|e| KubeadmError::Registration(format!("reading Node {name}: {e}")))?;
+    let taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+    if !taints.iter().any(|t| t.key == NOT_READY_TAINT) {
+        return Ok(());
+    }
+    let kept: Vec<_> = taints.into_iter().filter(|t| t.key != NOT_READY_TAINT).collect();
+    nodes
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": kept}})),
+        )
+        .await
+        .map_err(|e| KubeadmError::Registration(format!("untainting {name}: {e}")))?;
+    Ok(())
+}
+
 /// kubeadm's mark-control-plane phase (run with admin credentials): the role label and taints.
-pub async fn mark_control_plane(admin: &kube::Client, name: &str, taints: Option<&[Taint]>) -> Result<(), KubeadmError> {
+pub async fn mark_control_plane(
+    admin: &kube::Client,
+    name: &str,
+    taints: Option<&[Taint]>,
+) -> Result<(), KubeadmError> {
     let taints: Vec<serde_json::Value> = match taints {
         None => vec![json!({"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"})],
         Some(t) => t

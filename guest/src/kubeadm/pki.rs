@@ -22,12 +22,9 @@ pub struct ClusterCa {
 impl ClusterCa {
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, KubeadmError> {
         let cert = X509::from_pem(cert_pem).map_err(|e| KubeadmError::Certificates(format!("ca.crt: {e}")))?;
-        let key = PKey::private_key_from_pem(key_pem).map_err(|e| KubeadmError::Certificates(format!("ca.key: {e}")))?;
-        if !cert
-            .public_key()
-            .map(|p| p.public_eq(&key))
-            .unwrap_or(false)
-        {
+        let key =
+            PKey::private_key_from_pem(key_pem).map_err(|e| KubeadmError::Certificates(format!("ca.key: {e}")))?;
+        if !cert.public_key().map(|p| p.public_eq(&key)).unwrap_or(false) {
             return Err(KubeadmError::Certificates("ca.key does not match ca.crt".into()));
         }
         Ok(ClusterCa {
@@ -58,7 +55,8 @@ impl ClusterCa {
         let not_after = Asn1Time::days_from_now(365).map_err(err)?;
         b.set_not_before(&not_before).map_err(err)?;
         b.set_not_after(&not_after).map_err(err)?;
-        b.append_extension(BasicConstraints::new().build().map_err(err)?).map_err(err)?;
+        b.append_extension(BasicConstraints::new().build().map_err(err)?)
+            .map_err(err)?;
         b.append_extension(
             KeyUsage::new()
                 .critical()

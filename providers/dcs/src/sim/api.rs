@@ -681,7 +681,12 @@ fn power_on(w: &mut World, sh: &Sh, vm_id: &str, task: Option<u64>) {
                     id: v.id.clone(),
                     uuid: v.uuid.clone(),
                     name: v.name.clone(),
-                    ips: v.nics.iter().map(|n| n.ip.clone()).filter(|ip| ip != "0.0.0.0").collect(),
+                    ips: v
+                        .nics
+                        .iter()
+                        .map(|n| n.ip.clone())
+                        .filter(|ip| ip != "0.0.0.0")
+                        .collect(),
                 };
                 g.power_on(info, iso);
             }

@@ -1,0 +1,461 @@
+//! `capstan up` / `capstan down` end to end, through the binary: a real management plane, the DCS
+//! simulator with guest emulation (real workload API servers), the manager, and the cluster from
+//! templates/dcs. Scales, rolls out a new worker template, deletes, and checks that nothing
+//! outlives `down`; then the failure paths a user hits first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use capstan_api::core::{Machine, MachineDeployment, MachinePhase};
+use capstan_e2e::{TestEnv, wait_for};
+use k8s_openapi::api::core::v1::{Node, Secret};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+const NS: &str = "default";
+
+fn capstan(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    eprintln!(
+        "capstan {args:?}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Processes whose command line mentions `needle` (a test's own state directory), so the
+/// assertions never depend on what else runs on the machine.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+struct Ready {
+    mgmt_kubeconfig: PathBuf,
+}
+
+fn ready(state: &Path) -> Ready {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state.join("ready.json")).unwrap()).unwrap();
+    Ready {
+        mgmt_kubeconfig: PathBuf::from(v["mgmt_kubeconfig"].as_str().unwrap()),
+    }
+}
+
+async fn client_for(kubeconfig: &Path) -> Client {
+    capstan_runtime::install_crypto_provider();
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn infra(client: &Client, kind: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("infrastructure.cluster.x-k8s.io", "v1beta1", kind);
+    Api::namespaced_with(
+        client.clone(),
+        NS,
+        &ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_lowercase())),
+    )
+}
+
+async fn machines(client: &Client, cluster: &str) -> Vec<Machine> {
+    Api::<Machine>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels(&format!("cluster.x-k8s.io/cluster-name={cluster}")))
+        .await
+        .unwrap()
+        .items
+}
+
+fn running(m: &Machine) -> bool {
+    m.status
+        .as_ref()
+        .is_some_and(|s| s.phase == Some(MachinePhase::Running) && s.node_ref.is_some())
+}
+
+async fn nodes(workload: &Client) -> Vec<Node> {
+    Api::<Node>::all(workload.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// Every Machine Running with a Node whose providerID is its InfraMachine's.
+async fn assert_nodes_match(mgmt: &Client, workload: &Client, cluster: &str, want: usize) {
+    let ms = machines(mgmt, cluster).await;
+    assert_eq!(ms.len(), want);
+    let ns = nodes(workload).await;
+    assert_eq!(
+        ns.len(),
+        want,
+        "{:?}",
+        ns.iter().map(|n| n.name_any()).collect::<Vec<_>>()
+    );
+    for m in &ms {
+        assert!(running(m), "{} is not Running: {:?}", m.name_any(), m.status);
+        let infra_obj = infra(mgmt, "DCSMachine")
+            .get(&m.spec.infrastructure_ref.name)
+            .await
+            .unwrap();
+        let infra_pid = infra_obj.data["spec"]["providerID"].as_str().unwrap().to_string();
+        assert!(infra_pid.starts_with("dcs://"), "{infra_pid}");
+        assert_eq!(m.spec.provider_id.as_deref(), Some(infra_pid.as_str()));
+        let node_name = &m.status.as_ref().unwrap().node_ref.as_ref().unwrap().name;
+        let node = ns.iter().find(|n| &n.name_any() == node_name).unwrap();
+        assert_eq!(
+            node.spec.as_ref().and_then(|s| s.provider_id.as_deref()),
+            Some(infra_pid.as_str()),
+            "Node {node_name}"
+        );
+    }
+}
+
+async fn workers_settle(mgmt: &Client, workload: &Client, cluster: &str, want: usize, cpu: Option<i64>) -> bool {
+    let ok = wait_for(Duration::from_secs(240), || async {
+        let ms = machines(mgmt, cluster).await;
+        let workers: Vec<&Machine> = ms.iter().filter(|m| !m.is_control_plane()).collect();
+        if workers.len() != want || !workers.iter().all(|m| running(m)) {
+            return false;
+        }
+        if let Some(cpu) = cpu {
+            for w in &workers {
+                let Ok(obj) = infra(mgmt, "DCSMachine").get(&w.spec.infrastructure_ref.name).await else {
+                    return false;
+                };
+                if obj.data["spec"]["cpu"].as_i64() != Some(cpu) {
+                    return false;
+                }
+            }
+        }
+        nodes(workload).await.len() == ms.len()
+    })
+    .await;
+    if !ok {
+        let ms = machines(mgmt, cluster).await;
+        eprintln!(
+            "machines: {:?}",
+            ms.iter()
+                .map(|m| (m.name_any(), m.status.as_ref().and_then(|s| s.phase)))
+                .collect::<Vec<_>>()
+        );
+        eprintln!(
+            "nodes: {:?}",
+            nodes(workload).await.iter().map(|n| n.name_any()).collect::<Vec<_>>()
+        );
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_builds_a_cluster_that_scales_rolls_out_deletes_and_down_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let started = Instant::now();
+    let out = capstan(&[
+        "up",
+        "--state-dir",
+        path_str(&state),
+        "--name",
+        "e2e",
+        "--timeout",
+        "6m",
+    ]);
+    assert!(out.status.success());
+    eprintln!("capstan up took {:.1}s", started.elapsed().as_secs_f64());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let kubeconfig = state.join("e2e.kubeconfig");
+    assert!(
+        stdout.contains("all 5 machines running, 5 nodes registered"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("workload kubeconfig: {}", kubeconfig.display())),
+        "{stdout}"
+    );
+
+    let mgmt = client_for(&ready(&state).mgmt_kubeconfig).await;
+    // The admin kubeconfig `up` printed is all a user needs (what `kubectl get nodes` uses).
+    let workload = client_for(&kubeconfig).await;
+    assert_nodes_match(&mgmt, &workload, "e2e", 5).await;
+    let control_planes = nodes(&workload)
+        .await
+        .into_iter()
+        .filter(|n| n.labels().contains_key("node-role.kubernetes.io/control-plane"))
+        .count();
+    assert_eq!(control_planes, 3);
+
+    let mds: Api<MachineDeployment> = Api::namespaced(mgmt.clone(), NS);
+    let scale = |n: i32| {
+        let mds = mds.clone();
+        async move {
+            mds.patch(
+                "e2e-md-0",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": n}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    scale(4).await;
+    assert!(workers_settle(&mgmt, &workload, "e2e", 4, None).await, "scale to 4");
+    assert_nodes_match(&mgmt, &workload, "e2e", 7).await;
+    scale(1).await;
+    assert!(workers_settle(&mgmt, &workload, "e2e", 1, None).await, "scale to 1");
+    assert_nodes_match(&mgmt, &workload, "e2e", 4).await;
+
+    // A new worker template: the rollout replaces the worker with one from it.
+    let templates = infra(&mgmt, "DCSMachineTemplate");
+    let mut v2 = templates.get("e2e-md-0").await.unwrap();
+    v2.metadata = kube::api::ObjectMeta {
+        name: Some("e2e-md-0-v2".into()),
+        namespace: Some(NS.into()),
+        ..Default::default()
+    };
+    v2.data["spec"]["template"]["spec"]["cpu"] = json!(4);
+    templates.create(&kube::api::PostParams::default(), &v2).await.unwrap();
+    mds.patch(
+        "e2e-md-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"infrastructureRef": {"name": "e2e-md-0-v2"}}}}})),
+    )
+    .await
+    .unwrap();
+    assert!(workers_settle(&mgmt, &workload, "e2e", 1, Some(4)).await, "rollout");
+    assert_nodes_match(&mgmt, &workload, "e2e", 4).await;
+
+    // Deleting the Cluster removes every VM (their guest disks go with them), stops the workload
+    // control plane and leaves no Secret the providers created.
+    let guests = state.join("guests");
+    assert!(!processes_mentioning(path_str(&guests.join("clusters"))).is_empty());
+    Api::<capstan_api::core::Cluster>::namespaced(mgmt.clone(), NS)
+        .delete("e2e", &DeleteParams::background())
+        .await
+        .unwrap();
+    let clusters: Api<capstan_api::core::Cluster> = Api::namespaced(mgmt.clone(), NS);
+    assert!(
+        wait_for(Duration::from_secs(180), || async {
+            matches!(clusters.get_opt("e2e").await, Ok(None))
+        })
+        .await,
+        "cluster not deleted"
+    );
+    assert!(
+        infra(&mgmt, "DCSMachine")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            processes_mentioning(path_str(&guests.join("clusters"))).is_empty()
+        })
+        .await,
+        "a workload control-plane process outlived its cluster"
+    );
+    let vm_disks = std::fs::read_dir(guests.join("vms")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(vm_disks, 0, "VM root directories left behind");
+    let leftover: Vec<String> = Api::<Secret>::namespaced(mgmt.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| s.name_any())
+        .filter(|n| n.starts_with("e2e"))
+        .collect();
+    assert!(leftover.is_empty(), "secrets left: {leftover:?}");
+
+    assert!(!processes_mentioning(path_str(&state)).is_empty());
+    let out = capstan(&["down", "--state-dir", path_str(&state)]);
+    assert!(out.status.success());
+    assert!(
+        wait_for(Duration::from_secs(15), || async {
+            processes_mentioning(path_str(&state)).is_empty()
+        })
+        .await,
+        "processes outlived `capstan down`: {:?}",
+        processes_mentioning(path_str(&state))
+    );
+    assert!(!state.exists());
+}
+
+fn templates_without_provider_id(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/dcs");
+    let dst = dir.join("templates");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["cluster-template.yaml", "control-plane-machine.yaml"] {
+        let text = std::fs::read_to_string(src.join(f)).unwrap();
+        // Drop the kubelet flag and the (now empty) list that held it.
+        let cut: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                let t = l.trim();
+                !(t.starts_with("kubeletExtraArgs:")
+                    || t.starts_with("- name: provider-id")
+                    || t.starts_with("value: \"{{ ds.meta_data.provider_id }}\""))
+            })
+            .collect();
+        std::fs::write(dst.join(f), cut.join("\n")).unwrap();
+    }
+    dst
+}
+
+/// With `--kubeconfig` (an existing management cluster): a template that forgets the kubelet's
+/// provider-id leaves the Machine Provisioned, with a condition that says why; `down` then
+/// removes the cluster, the secret and the CRDs `up` created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_provider_id_is_explained_and_down_cleans_a_foreign_management_cluster() {
+    let env = TestEnv::start_bare().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let templates = templates_without_provider_id(dir.path());
+    let out = capstan(&[
+        "up",
+        "--kubeconfig",
+        path_str(env.kubeconfig_path()),
+        "--state-dir",
+        path_str(&state),
+        "--name",
+        "np",
+        "--control-plane-machines",
+        "1",
+        "--worker-machines",
+        "0",
+        "--template-dir",
+        path_str(&templates),
+        "--timeout",
+        "40s",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("registered without spec.providerID"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not all machines joined"), "{stderr}");
+
+    let mgmt = env.client().await.unwrap();
+    let ms = machines(&mgmt, "np").await;
+    assert_eq!(ms.len(), 1);
+    let status = ms[0].status.clone().unwrap();
+    assert_eq!(status.phase, Some(MachinePhase::Provisioned));
+    assert!(status.node_ref.is_none());
+    let cond = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "NodeHealthy")
+        .unwrap();
+    assert_eq!(cond.status, "False");
+    assert_eq!(cond.reason, "NodeProviderIDMissing");
+    assert!(cond.message.contains("--provider-id"), "{}", cond.message);
+
+    let out = capstan(&["down", "--state-dir", path_str(&state)]);
+    assert!(out.status.success());
+    let secrets: Vec<String> = Api::<Secret>::namespaced(mgmt.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| s.name_any())
+        .collect();
+    assert!(
+        !secrets
+            .iter()
+            .any(|s| s.starts_with("np") || s.starts_with("capstan-up")),
+        "{secrets:?}"
+    );
+    let crds =
+        Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(mgmt)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+    assert!(
+        crds.is_empty(),
+        "{:?}",
+        crds.iter().map(|c| c.name_any()).collect::<Vec<_>>()
+    );
+    assert!(processes_mentioning(path_str(&state)).is_empty());
+}
+
+/// Guests that boot after their bootstrap token's TTL still join: the bootstrap provider keeps
+/// extending the token until the Machine has a Node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_older_than_its_ttl_at_boot_is_refreshed_and_the_join_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ttl = 6;
+    let out = capstan(&[
+        "up",
+        "--state-dir",
+        path_str(&state),
+        "--name",
+        "tt",
+        "--control-plane-machines",
+        "1",
+        "--worker-machines",
+        "1",
+        "--bootstrap-token-ttl",
+        &format!("{ttl}s"),
+        "--guest-boot-delay",
+        "15s",
+        "--timeout",
+        "4m",
+    ]);
+    let kubeconfig = state.join("tt.kubeconfig");
+    let ok = out.status.success();
+    let workload = if ok { Some(client_for(&kubeconfig).await) } else { None };
+    let tokens = match &workload {
+        Some(w) => {
+            Api::<Secret>::namespaced(w.clone(), "kube-system")
+                .list(&ListParams::default().fields("type=bootstrap.kubernetes.io/token"))
+                .await
+                .unwrap()
+                .items
+        }
+        None => Vec::new(),
+    };
+    let down = capstan(&["down", "--state-dir", path_str(&state)]);
+    assert!(ok, "up failed");
+    assert!(down.status.success());
+    // The worker booted 15s after power-on with a 6s token: its token must have been extended.
+    let extended = tokens.iter().any(|s| {
+        let created = serde_json::to_value(&s.metadata.creation_timestamp).unwrap();
+        let created = chrono::DateTime::parse_from_rfc3339(created.as_str().unwrap()).unwrap();
+        let exp = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get("expiration"))
+            .map(|v| String::from_utf8_lossy(&v.0).to_string());
+        let exp = exp.and_then(|e| chrono::DateTime::parse_from_rfc3339(&e).ok());
+        exp.is_some_and(|e| (e - created).num_seconds() > ttl + 5)
+    });
+    assert!(extended, "no token was refreshed: {tokens:?}");
+}
