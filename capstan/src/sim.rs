@@ -52,11 +52,44 @@ pub struct DcsSimArgs {
     /// Refuse new tasks beyond this many running at once, as a busy VRM does.
     #[arg(long)]
     pub max_concurrent_tasks: Option<usize>,
+    /// What powered-on VMs do with their bootstrap ISO: nothing, boot it for real (cloud-init,
+    /// kubeadm with real workload API servers), or record nodes only (benchmarks with many
+    /// clusters).
+    #[arg(long, value_enum, default_value = "off")]
+    pub guest_emulation: GuestEmulation,
+    /// Where emulated guests keep their disks and workload clusters (default: a temporary
+    /// directory removed on exit).
+    #[arg(long)]
+    pub guest_state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuestEmulation {
+    Off,
+    Full,
+    NodesOnly,
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let SimCloud::Dcs(args) = args.cloud;
+    let temp = tempfile::tempdir()?;
+    let guests = match args.guest_emulation {
+        GuestEmulation::Off => None,
+        mode => Some(capstan_guest::Guests::new(capstan_guest::GuestOptions {
+            mode: if mode == GuestEmulation::Full {
+                capstan_guest::Mode::Full
+            } else {
+                capstan_guest::Mode::NodesOnly
+            },
+            ..capstan_guest::GuestOptions::new(
+                args.guest_state_dir
+                    .clone()
+                    .unwrap_or_else(|| temp.path().to_path_buf()),
+            )
+        })),
+    };
     let config = SimConfig {
+        guests,
         bind: args.bind,
         user: args.user,
         password: args.password,
