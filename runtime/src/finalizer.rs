@@ -34,9 +34,30 @@ where
         ])
     };
     let patch: json_patch::Patch = serde_json::from_value(ops).expect("static patch shape");
-    api.patch(&obj.name_any(), &patch_params(manager), &Patch::<()>::Json(patch))
-        .await?;
-    Ok(true)
+    match api
+        .patch(&obj.name_any(), &patch_params(manager), &Patch::<()>::Json(patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) => changed_meanwhile(api, obj, e).await,
+    }
+}
+
+/// A failed `test` op answers 422 like an invalid patch does. When the object's
+/// resourceVersion moved, it was a concurrent write: the watch brings the new version, so report
+/// the patch as sent (the caller waits for that event) instead of logging a failed reconcile.
+async fn changed_meanwhile<K>(api: &Api<K>, obj: &K, err: kube::Error) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match &err {
+        kube::Error::Api(s) if s.code == 422 => match api.get_opt(&obj.name_any()).await? {
+            None => Ok(true),
+            Some(now) if now.resource_version() != obj.resource_version() => Ok(true),
+            Some(_) => Err(err),
+        },
+        _ => Err(err),
+    }
 }
 
 /// Removes `finalizer` from `obj` if present. Returns whether a patch was sent.
@@ -59,6 +80,6 @@ where
         Ok(_) => Ok(true),
         // Already gone: the finalizer was the last thing holding it.
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(true),
-        Err(e) => Err(e),
+        Err(e) => changed_meanwhile(api, obj, e).await,
     }
 }
