@@ -320,57 +320,7 @@ impl LocalPlane {
 
     /// Creates the CRDs and waits until the server serves them.
     pub async fn install_crds(&self, crds: &[CustomResourceDefinition]) -> anyhow::Result<()> {
-        let client = self.client().await?;
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in crds {
-            api.create(&PostParams::default(), crd)
-                .await
-                .map_err(|e| anyhow::anyhow!("creating CRD {:?}: {e}", crd.metadata.name))?;
-        }
-        for crd in crds {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            let api = api.clone();
-            let established = wait_for(Duration::from_secs(30), || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    api.get(&name)
-                        .await
-                        .ok()
-                        .and_then(|c| c.status)
-                        .and_then(|s| s.conditions)
-                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
-                }
-            })
-            .await;
-            if !established {
-                anyhow::bail!("CRD {name} not established");
-            }
-        }
-        // Discovery lags "Established" by a moment; wait until every kind is listable.
-        for crd in crds {
-            let version = crd
-                .spec
-                .versions
-                .iter()
-                .find(|v| v.storage)
-                .map(|v| v.name.clone())
-                .unwrap_or_default();
-            let path = format!("/apis/{}/{}/{}", crd.spec.group, version, crd.spec.names.plural);
-            let ok = wait_for(Duration::from_secs(30), || {
-                let client = client.clone();
-                let path = path.clone();
-                async move {
-                    let req = http::Request::get(path).body(Vec::new()).unwrap();
-                    client.request_text(req).await.is_ok()
-                }
-            })
-            .await;
-            if !ok {
-                anyhow::bail!("{path} is not served");
-            }
-        }
-        Ok(())
+        install_crds(&self.client().await?, crds).await.map(|_| ())
     }
 
     /// The API server's log so far, for assertions and failure messages.
@@ -382,6 +332,67 @@ impl LocalPlane {
     pub fn kill_apiserver(&mut self) {
         self.apiserver.kill();
     }
+}
+
+/// Creates the CRDs that do not exist yet and waits until every one is served; returns the
+/// names it created (so a caller can remove exactly those later).
+pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) -> anyhow::Result<Vec<String>> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut created = Vec::new();
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        if api.get_opt(&name).await?.is_some() {
+            continue;
+        }
+        api.create(&PostParams::default(), crd)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating CRD {name:?}: {e}"))?;
+        created.push(name);
+    }
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let api = api.clone();
+        let established = wait_for(Duration::from_secs(30), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                api.get(&name)
+                    .await
+                    .ok()
+                    .and_then(|c| c.status)
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+            }
+        })
+        .await;
+        if !established {
+            anyhow::bail!("CRD {name} not established");
+        }
+    }
+    // Discovery lags "Established" by a moment; wait until every kind is listable.
+    for crd in crds {
+        let version = crd
+            .spec
+            .versions
+            .iter()
+            .find(|v| v.storage)
+            .map(|v| v.name.clone())
+            .unwrap_or_default();
+        let path = format!("/apis/{}/{}/{}", crd.spec.group, version, crd.spec.names.plural);
+        let ok = wait_for(Duration::from_secs(30), || {
+            let client = client.clone();
+            let path = path.clone();
+            async move {
+                let req = http::Request::get(path).body(Vec::new()).unwrap();
+                client.request_text(req).await.is_ok()
+            }
+        })
+        .await;
+        if !ok {
+            anyhow::bail!("{path} is not served");
+        }
+    }
+    Ok(created)
 }
 
 fn start_etcd(bin: &Path, dir: &Path) -> anyhow::Result<(ChildGuard, String)> {

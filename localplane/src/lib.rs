@@ -10,5 +10,5 @@ mod apiserver;
 mod pki;
 mod process;
 
-pub use apiserver::{LocalPlane, PlaneOptions, RESTRICTED_USER, SuppliedPki, binaries, cache_dir};
+pub use apiserver::{LocalPlane, PlaneOptions, RESTRICTED_USER, SuppliedPki, binaries, cache_dir, install_crds};
 pub use process::{ChildGuard, free_port, wait_for};

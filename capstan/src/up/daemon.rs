@@ -13,10 +13,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use super::apply::{FIELD_MANAGER, install_crds};
+use super::apply::FIELD_MANAGER;
 use super::state::{Ready, StateDir};
 use crate::manager::{ManagerArgs, parse_duration};
 use crate::telemetry::LogFormat;
+use capstan_localplane::install_crds;
 
 #[derive(clap::Args, Debug)]
 pub struct DaemonArgs {
@@ -62,7 +63,9 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         (None, None) => unreachable!("either a local plane or --kubeconfig"),
     };
     let client = crate::manager::client(Some(&mgmt_kubeconfig)).await?;
-    let created_crds = install_crds(&client, &crate::crds::all(true)).await?;
+    let created_crds = install_crds(&client, &crate::crds::all(true))
+        .await
+        .context("installing the CRDs")?;
     tracing::info!(created = created_crds.len(), "CRDs installed");
 
     let password = random_password()?;
