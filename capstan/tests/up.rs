@@ -53,6 +53,26 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
     out
 }
 
+/// Kills the background process of a run when the test ends, however it ends (its etcd and API
+/// servers die with it through PR_SET_PDEATHSIG). `capstan down` is the normal path; this is the
+/// safety net for a failed assertion.
+struct Reap(PathBuf);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let Ok(bytes) = std::fs::read(self.0.join("ready.json")) else {
+            return;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return;
+        };
+        if let Some(pid) = v["pid"].as_u64() {
+            // SAFETY: kill(2) on the pid this test's `capstan up` started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
 struct Ready {
     mgmt_kubeconfig: PathBuf,
 }
@@ -174,6 +194,7 @@ async fn workers_settle(mgmt: &Client, workload: &Client, cluster: &str, want: u
 async fn up_builds_a_cluster_that_scales_rolls_out_deletes_and_down_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
     let started = Instant::now();
     let out = capstan(&[
         "up",
@@ -335,6 +356,7 @@ async fn missing_provider_id_is_explained_and_down_cleans_a_foreign_management_c
     let env = TestEnv::start_bare().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
     let templates = templates_without_provider_id(dir.path());
     let out = capstan(&[
         "up",
@@ -411,6 +433,7 @@ async fn missing_provider_id_is_explained_and_down_cleans_a_foreign_management_c
 async fn a_token_older_than_its_ttl_at_boot_is_refreshed_and_the_join_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
     let ttl = 6;
     let out = capstan(&[
         "up",

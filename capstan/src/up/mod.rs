@@ -260,10 +260,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         if Instant::now() > deadline {
             anyhow::bail!(
-                "not all machines joined within {:?}; see {} and `kubectl --kubeconfig {} get machines -o yaml`",
+                "not all machines joined within {:?}; see {} and `kubectl --kubeconfig {} get machines -o yaml`; `capstan down{}` removes it all",
                 args.timeout,
                 state.log_path().display(),
-                ready.mgmt_kubeconfig.display()
+                ready.mgmt_kubeconfig.display(),
+                args.state_dir
+                    .as_ref()
+                    .map(|d| format!(" --state-dir {}", d.display()))
+                    .unwrap_or_default()
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -505,3 +505,89 @@ async fn inventory_names_resolve_to_urns() {
     assert_eq!(err.error_code(), Some(codes::PORT_GROUP_NOT_FOUND), "{err:?}");
     assert!(sim.state().vm_by_name("bad-net").is_none());
 }
+
+/// With guest emulation on, a VM powered on with a NoCloud ISO boots it: what it did and why a
+/// boot failed show in the simulator's VM view, and a deleted VM's guest is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn powered_on_vms_boot_the_iso_in_their_drive() {
+    use capstan_guest::{GuestOptions, GuestStatus, Guests, Mode};
+    let disks = tempfile::tempdir().unwrap();
+    let guests = Guests::new(GuestOptions {
+        mode: Mode::NodesOnly,
+        ..GuestOptions::new(disks.path())
+    });
+    let sim = Simulator::start(SimConfig {
+        knobs: SimKnobs {
+            latency: fast(),
+            ..SimKnobs::default()
+        },
+        guests: Some(guests.clone()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&sim);
+    let template = c.find_template("ubuntu-2204-tmpl").await.unwrap();
+    let boot = |name: &'static str, user_data: &'static [u8]| {
+        let c = c.clone();
+        let template = template.clone();
+        async move {
+            let cloned = c.clone_vm(&template, &CloneSpec::new(name)).await.unwrap();
+            c.wait_task(&cloned.task(), POLL, WAIT).await.unwrap();
+            let seed = NoCloudSeed {
+                instance_id: format!("uid-{name}"),
+                hostname: name.into(),
+                user_data: user_data.to_vec(),
+                ..Default::default()
+            };
+            let up = c
+                .upload_iso(&cloned.uri, &format!("{name}.iso"), seed.to_iso().unwrap())
+                .await
+                .unwrap();
+            let t = c.attach_cdrom(&cloned.uri, &up.device_path).await.unwrap();
+            c.wait_task(&t, POLL, WAIT).await.unwrap();
+            let t = c.start_vm(&cloned.uri).await.unwrap();
+            c.wait_task(&t, POLL, WAIT).await.unwrap();
+            cloned.uri
+        }
+    };
+    let settled = |name: &'static str| {
+        let sim = &sim;
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                match sim.state().vm_by_name(name).and_then(|v| v.guest) {
+                    Some(GuestStatus::Booting) | None if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(POLL).await
+                    }
+                    other => return other,
+                }
+            }
+        }
+    };
+    let ok = boot(
+        "vm-ok",
+        b"## template: jinja\n#cloud-config\nwrite_files:\n- path: /etc/hostname-seen\n  content: \"{{ ds.meta_data.local_hostname }}\"\nruncmd:\n- systemctl restart chronyd\n",
+    )
+    .await;
+    assert_eq!(settled("vm-ok").await, Some(GuestStatus::Running { node: None }));
+    let id = sim.state().vm_by_name("vm-ok").unwrap().id;
+    assert!(
+        guests.log(&id).iter().any(|l| l.contains("systemctl restart chronyd")),
+        "{:?}",
+        guests.log(&id)
+    );
+    let seen = std::fs::read_to_string(disks.path().join("vms").join(&id).join("etc/hostname-seen")).unwrap();
+    assert_eq!(seen.trim(), "vm-ok");
+
+    boot("vm-bad", b"runcmd:\n- kubeadm init\n").await;
+    match settled("vm-bad").await {
+        Some(GuestStatus::Failed { reason }) => assert!(reason.contains("#cloud-config"), "{reason}"),
+        other => panic!("expected a failed boot, got {other:?}"),
+    }
+
+    let t = c.delete_vm(&ok).await.unwrap();
+    c.wait_task(&t, POLL, WAIT).await.unwrap();
+    assert_eq!(guests.status(&id), None);
+    assert!(!disks.path().join("vms").join(&id).exists());
+}
