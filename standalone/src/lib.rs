@@ -55,16 +55,22 @@ pub struct CapiCorePresent {
     pub namespace: String,
 }
 
-/// Refuses to start next to a real CAPI core.
-async fn check_no_capi_core(client: &kube::Client) -> Result<(), BoxError> {
+/// The namespace of CAPI core's leader Lease, if CAPI core runs in this cluster.
+pub async fn capi_core_namespace(client: &kube::Client) -> Result<Option<String>, kube::Error> {
     let leases: Api<Lease> = Api::all(client.clone());
     let found = leases
         .list(&ListParams::default().fields(&format!("metadata.name={CAPI_CORE_LEASE}")))
         .await?;
-    if let Some(lease) = found.items.first() {
-        return Err(Box::new(CapiCorePresent {
-            namespace: lease.metadata.namespace.clone().unwrap_or_default(),
-        }));
+    Ok(found
+        .items
+        .first()
+        .map(|l| l.metadata.namespace.clone().unwrap_or_default()))
+}
+
+/// Refuses to start next to a real CAPI core.
+async fn check_no_capi_core(client: &kube::Client) -> Result<(), BoxError> {
+    if let Some(namespace) = capi_core_namespace(client).await? {
+        return Err(Box::new(CapiCorePresent { namespace }));
     }
     Ok(())
 }

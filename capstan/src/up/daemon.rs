@@ -114,9 +114,16 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     )?;
     tracing::info!(sim = %sim.url(), "ready");
 
+    // Next to a real Cluster API core (`--kubeconfig` of a CAPI management cluster), CAPI core
+    // drives the Machines and the standalone core must stay out of its way.
+    let mut providers = vec!["kubeadm".to_string(), "dcs".to_string()];
+    match capstan_standalone::capi_core_namespace(&client).await? {
+        Some(ns) => tracing::info!(namespace = %ns, "Cluster API core runs here; not starting the standalone core"),
+        None => providers.insert(0, "standalone".into()),
+    }
     // Returns on SIGTERM (its own signal handler), after in-flight reconciles finish.
     let result = crate::manager::run(ManagerArgs {
-        providers: vec!["standalone".into(), "kubeadm".into(), "dcs".into()],
+        providers,
         leader_elect: false,
         leader_election_id: None,
         leader_election_namespace: None,
