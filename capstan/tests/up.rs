@@ -75,13 +75,41 @@ impl Drop for Reap {
 
 struct Ready {
     mgmt_kubeconfig: PathBuf,
+    sim_url: String,
+    sim_ca_pem: String,
+    credentials_secret: String,
 }
 
 fn ready(state: &Path) -> Ready {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state.join("ready.json")).unwrap()).unwrap();
+    let s = |k: &str| v[k].as_str().unwrap().to_string();
     Ready {
-        mgmt_kubeconfig: PathBuf::from(v["mgmt_kubeconfig"].as_str().unwrap()),
+        mgmt_kubeconfig: PathBuf::from(s("mgmt_kubeconfig")),
+        sim_url: s("sim_url"),
+        sim_ca_pem: s("sim_ca_pem"),
+        credentials_secret: s("credentials_secret"),
     }
+}
+
+/// The simulator's VMs (templates excluded), asked over its REST API like the provider does.
+async fn simulator_vms(mgmt: &Client, ready: &Ready) -> Vec<String> {
+    let secret = Api::<Secret>::namespaced(mgmt.clone(), NS)
+        .get(&ready.credentials_secret)
+        .await
+        .unwrap();
+    let data = secret.data.unwrap();
+    let get = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    let mut cfg = capstan_dcs::DcsConfig::new(ready.sim_url.parse().unwrap(), get("authUser"), get("authKey"));
+    cfg.ca_bundle_pem = Some(ready.sim_ca_pem.as_bytes().to_vec());
+    let client = capstan_dcs::DcsClient::new(cfg).unwrap();
+    client
+        .list_vms(&[])
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_template)
+        .map(|v| v.name)
+        .collect()
 }
 
 async fn client_for(kubeconfig: &Path) -> Client {
@@ -218,7 +246,9 @@ async fn up_builds_a_cluster_that_scales_rolls_out_deletes_and_down_leaves_nothi
         "{stdout}"
     );
 
-    let mgmt = client_for(&ready(&state).mgmt_kubeconfig).await;
+    let ready = ready(&state);
+    let mgmt = client_for(&ready.mgmt_kubeconfig).await;
+    assert_eq!(simulator_vms(&mgmt, &ready).await.len(), 5);
     // The admin kubeconfig `up` printed is all a user needs (what `kubectl get nodes` uses).
     let workload = client_for(&kubeconfig).await;
     assert_nodes_match(&mgmt, &workload, "e2e", 5).await;
