@@ -351,19 +351,33 @@ async fn reconcile_node(
                 Some(n) => Some(n),
                 // A kubelet started without --provider-id registers a Node nobody can match; say
                 // so instead of waiting forever without a clue.
-                None if status.node_ref.is_none() && without_id.iter().any(|n| n.name_any() == machine.name_any()) => {
-                    return Dependent {
-                        ready: false,
-                        condition: NewCondition::falsy(
-                            NODE_HEALTHY,
-                            "NodeProviderIDMissing",
-                            format!(
-                                "Node {:?} registered without spec.providerID, so it cannot be matched to {provider_id}: \
-                                 the kubelet needs --provider-id (kubeletExtraArgs provider-id in the KubeadmConfig)",
-                                machine.name_any()
-                            ),
-                        ),
-                    };
+                None if status.node_ref.is_none() => {
+                    // The same machine: by name (the usual hostname) or by one of its addresses.
+                    let ours: Vec<&str> = status.addresses.iter().flatten().map(|a| a.address.as_str()).collect();
+                    let same = without_id.iter().find(|n| {
+                        n.name_any() == machine.name_any()
+                            || n.status
+                                .as_ref()
+                                .and_then(|s| s.addresses.as_ref())
+                                .is_some_and(|a| a.iter().any(|a| ours.contains(&a.address.as_str())))
+                    });
+                    match same {
+                        Some(node) => {
+                            return Dependent {
+                                ready: false,
+                                condition: NewCondition::falsy(
+                                    NODE_HEALTHY,
+                                    "NodeProviderIDMissing",
+                                    format!(
+                                        "Node {:?} registered without spec.providerID, so it cannot be matched to {provider_id}: \
+                                         the kubelet needs --provider-id (kubeletExtraArgs provider-id in the KubeadmConfig)",
+                                        node.name_any()
+                                    ),
+                                ),
+                            };
+                        }
+                        None => None,
+                    }
                 }
                 None => None,
             }
