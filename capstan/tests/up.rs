@@ -378,6 +378,24 @@ fn templates_without_provider_id(dir: &Path) -> PathBuf {
     dst
 }
 
+/// Templates whose control-plane KubeadmConfig writes a file cloud-init cannot decode.
+fn templates_with_a_broken_file(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/dcs");
+    let dst = dir.join("broken");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(src.join("cluster-template.yaml"), dst.join("cluster-template.yaml")).unwrap();
+    let cp = std::fs::read_to_string(src.join("control-plane-machine.yaml"))
+        .unwrap()
+        .replacen(
+            "spec:\n  initConfiguration:",
+            "spec:\n  files:\n  - path: /etc/broken\n    encoding: gzip\n    content: \"this is not gzip\"\n  initConfiguration:",
+            1,
+        );
+    assert!(cp.contains("/etc/broken"));
+    std::fs::write(dst.join("control-plane-machine.yaml"), cp).unwrap();
+    dst
+}
+
 /// With `--kubeconfig` (an existing management cluster): a template that forgets the kubelet's
 /// provider-id leaves the Machine Provisioned, with a condition that says why; `down` then
 /// removes the cluster, the secret and the CRDs `up` created.
@@ -387,6 +405,33 @@ async fn missing_provider_id_is_explained_and_down_cleans_a_foreign_management_c
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _reap = Reap(state.clone());
+    // First a boot that fails in cloud-init: `up` shows the VM console's reason by the Machine.
+    let broken = templates_with_a_broken_file(dir.path());
+    let out = capstan(&[
+        "up",
+        "--kubeconfig",
+        path_str(env.kubeconfig_path()),
+        "--state-dir",
+        path_str(&state),
+        "--name",
+        "bf",
+        "--control-plane-machines",
+        "1",
+        "--worker-machines",
+        "0",
+        "--template-dir",
+        path_str(&broken),
+        "--timeout",
+        "30s",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("boot failed: cloud-init: write_files entry for /etc/broken"),
+        "{stdout}"
+    );
+    assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
+
     let templates = templates_without_provider_id(dir.path());
     let out = capstan(&[
         "up",

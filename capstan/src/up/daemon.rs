@@ -2,12 +2,13 @@
 //! DCS simulator with guest emulation, and the manager (`standalone`, `kubeadm`, `dcs`). It runs
 //! detached so `up` can return; `capstan down` stops it with SIGTERM.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use capstan_dcs::sim::{Latency, SimConfig, SimKnobs, Simulator};
-use capstan_guest::{GuestOptions, Guests};
+use capstan_guest::{GuestOptions, GuestStatus, Guests};
 use capstan_localplane::{LocalPlane, PlaneOptions};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -34,6 +35,16 @@ pub struct DaemonArgs {
 }
 
 pub const CREDENTIALS_SECRET: &str = "capstan-up-dcs";
+
+fn console_line(g: &GuestStatus) -> String {
+    match g {
+        GuestStatus::Booting => "booting".into(),
+        GuestStatus::Running { node: Some(n) } => format!("running, node {n}"),
+        GuestStatus::Running { node: None } => "running".into(),
+        GuestStatus::Failed { reason } => format!("boot failed: {reason}"),
+        GuestStatus::Off => "off".into(),
+    }
+}
 
 fn random_password() -> anyhow::Result<String> {
     let mut b = [0u8; 18];
@@ -99,6 +110,28 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .await
         .context("writing the simulator's credentials secret")?;
 
+    // What each VM's console would show, for `up` to report failed boots by name.
+    let consoles = {
+        let sim_state = sim.state();
+        let path = state.consoles_path();
+        tokio::spawn(async move {
+            let mut last = BTreeMap::new();
+            loop {
+                let now: BTreeMap<String, String> = sim_state
+                    .vms()
+                    .into_iter()
+                    .filter_map(|v| v.guest.map(|g| (v.name, console_line(&g))))
+                    .collect();
+                if now != last {
+                    if let Err(e) = StateDir::write(&path, &now) {
+                        tracing::warn!(error = %e, "cannot write the VM consoles file");
+                    }
+                    last = now;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     StateDir::write(
         &state.ready_path(),
         &Ready {
@@ -139,6 +172,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         bootstrap_token_ttl: args.bootstrap_token_ttl,
     })
     .await;
+    consoles.abort();
     // The simulator owns the guests, and the guests own the workload clusters' processes.
     sim.shutdown().await;
     drop(plane);

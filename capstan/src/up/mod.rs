@@ -248,7 +248,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + args.timeout;
     loop {
         let ms = machines(&client, &args.namespace, &args.name).await?;
-        progress.show(start, &ms);
+        let consoles: BTreeMap<String, String> = StateDir::read(&state.consoles_path()).unwrap_or_default();
+        progress.show(start, &ms, &consoles);
         let done = ms.len() == want
             && ms.iter().all(|m| {
                 m.status

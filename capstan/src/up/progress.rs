@@ -15,7 +15,9 @@ pub struct Row {
     pub note: String,
 }
 
-pub fn row(m: &Machine) -> Row {
+/// `consoles`: VM name → console line from the simulator; a failed boot is the first thing a
+/// user needs to see.
+pub fn row(m: &Machine, consoles: &BTreeMap<String, String>) -> Row {
     let status = m.status.as_ref();
     let phase = format!("{:?}", status.and_then(|s| s.phase).unwrap_or(MachinePhase::Pending));
     let address = status
@@ -34,6 +36,12 @@ pub fn row(m: &Machine) -> Row {
                 .find(|c| c.type_ == "NodeHealthy" && c.status == "False" && c.reason == "NodeProviderIDMissing")
         })
         .map(|c| c.message.clone())
+        .or_else(|| {
+            consoles
+                .get(&m.spec.infrastructure_ref.name)
+                .filter(|c| c.starts_with("boot failed"))
+                .cloned()
+        })
         .unwrap_or_default();
     Row {
         phase,
@@ -50,10 +58,10 @@ pub struct Progress {
 
 impl Progress {
     /// Prints what changed since the last call.
-    pub fn show(&mut self, start: Instant, machines: &[Machine]) {
+    pub fn show(&mut self, start: Instant, machines: &[Machine], consoles: &BTreeMap<String, String>) {
         for m in machines {
             let name = m.metadata.name.clone().unwrap_or_default();
-            let r = row(m);
+            let r = row(m, consoles);
             if self.last.get(&name) != Some(&r) {
                 let t = start.elapsed().as_secs();
                 let note = if r.note.is_empty() {

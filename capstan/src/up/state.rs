@@ -52,6 +52,10 @@ impl StateDir {
     pub fn guests_dir(&self) -> PathBuf {
         self.0.join("guests")
     }
+    /// VM name → what its guest is doing, refreshed by the background process.
+    pub fn consoles_path(&self) -> PathBuf {
+        self.0.join("consoles.json")
+    }
 
     pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()
