@@ -21,6 +21,8 @@ fn capstan(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
         .args(args)
         .env_remove("RUST_LOG")
+        // The background process stops with this test process, however it ends.
+        .env("CAPSTAN_UP_WATCH_PID", std::process::id().to_string())
         .output()
         .unwrap();
     eprintln!(

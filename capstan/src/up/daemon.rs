@@ -55,7 +55,25 @@ fn random_password() -> anyhow::Result<String> {
     ))
 }
 
+/// Set by tests to the pid of the test process: the background process then stops when that
+/// process is gone, even if it died without running `capstan down` (killed on a timeout).
+pub const WATCH_PID_ENV: &str = "CAPSTAN_UP_WATCH_PID";
+
+fn stop_when_gone(pid: u32) {
+    tokio::spawn(async move {
+        while super::state::alive(pid) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tracing::warn!(pid, "the process that started us is gone; stopping");
+        // SAFETY: signalling ourselves; the manager's handler turns it into a graceful stop.
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+}
+
 pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    if let Some(pid) = std::env::var(WATCH_PID_ENV).ok().and_then(|p| p.parse().ok()) {
+        stop_when_gone(pid);
+    }
     let state = StateDir(args.state_dir.clone());
     let plane = match &args.kubeconfig {
         Some(_) => None,
