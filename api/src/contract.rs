@@ -172,9 +172,12 @@ mod tests {
     /// Every upstream CRD's name is what `crd_name` computes from its group and kind.
     #[test]
     fn crd_names_match_upstream_files() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/capi/crds-upstream");
+        // The `shared/` folder beside the repository, or `$CAPSTAN_SHARED` (as the e2e harness).
+        let shared = std::env::var("CAPSTAN_SHARED")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").to_string());
+        let dir = format!("{shared}/capi/crds-upstream");
         let mut seen = 0;
-        for entry in std::fs::read_dir(dir).expect("shared/capi/crds-upstream is beside the repository") {
+        for entry in std::fs::read_dir(&dir).expect("shared/capi/crds-upstream is beside the repository") {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
                 serde_saphyr::from_str(&text).unwrap();
