@@ -65,10 +65,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "sim")]
         Command::Sim(args) => {
             telemetry::init(telemetry::LogFormat::Text);
-            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt.block_on(sim::run(args)),
-                Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
-            }
+            block_on(sim::run(args))
         }
         #[cfg(feature = "sim")]
         Command::Up(args) => {
@@ -92,14 +89,7 @@ fn main() -> ExitCode {
         }
         Command::Manager(args) => {
             telemetry::init(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            runtime.block_on(manager::run(*args))
+            block_on(manager::run(*args))
         }
     };
     match result {
