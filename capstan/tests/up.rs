@@ -380,6 +380,27 @@ fn templates_without_provider_id(dir: &Path) -> PathBuf {
     dst
 }
 
+/// `capstan up` of one control-plane Machine from `templates` on an existing management cluster.
+fn up_one_machine(kubeconfig: &Path, state: &Path, name: &str, templates: &Path, timeout: &str) -> Output {
+    capstan(&[
+        "up",
+        "--kubeconfig",
+        path_str(kubeconfig),
+        "--state-dir",
+        path_str(state),
+        "--name",
+        name,
+        "--control-plane-machines",
+        "1",
+        "--worker-machines",
+        "0",
+        "--template-dir",
+        path_str(templates),
+        "--timeout",
+        timeout,
+    ])
+}
+
 /// Templates whose control-plane KubeadmConfig writes a file cloud-init cannot decode.
 fn templates_with_a_broken_file(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/dcs");
@@ -409,23 +430,7 @@ async fn missing_provider_id_is_explained_and_down_cleans_a_foreign_management_c
     let _reap = Reap(state.clone());
     // First a boot that fails in cloud-init: `up` shows the VM console's reason by the Machine.
     let broken = templates_with_a_broken_file(dir.path());
-    let out = capstan(&[
-        "up",
-        "--kubeconfig",
-        path_str(env.kubeconfig_path()),
-        "--state-dir",
-        path_str(&state),
-        "--name",
-        "bf",
-        "--control-plane-machines",
-        "1",
-        "--worker-machines",
-        "0",
-        "--template-dir",
-        path_str(&broken),
-        "--timeout",
-        "30s",
-    ]);
+    let out = up_one_machine(env.kubeconfig_path(), &state, "bf", &broken, "30s");
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -435,23 +440,7 @@ async fn missing_provider_id_is_explained_and_down_cleans_a_foreign_management_c
     assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
 
     let templates = templates_without_provider_id(dir.path());
-    let out = capstan(&[
-        "up",
-        "--kubeconfig",
-        path_str(env.kubeconfig_path()),
-        "--state-dir",
-        path_str(&state),
-        "--name",
-        "np",
-        "--control-plane-machines",
-        "1",
-        "--worker-machines",
-        "0",
-        "--template-dir",
-        path_str(&templates),
-        "--timeout",
-        "40s",
-    ]);
+    let out = up_one_machine(env.kubeconfig_path(), &state, "np", &templates, "40s");
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("registered without spec.providerID"), "{stdout}");

@@ -338,40 +338,21 @@ impl Guests {
             match step {
                 Step::KubeadmInit { config } | Step::KubeadmJoin { config } => {
                     let init = matches!(step, Step::KubeadmInit { .. });
-                    self.note(
-                        &vm.id,
-                        format!(
-                            "runcmd: kubeadm {} --config {config}",
-                            if init { "init" } else { "join" }
-                        ),
-                    );
+                    let verb = if init { "kubeadm init" } else { "kubeadm join" };
+                    self.note(&vm.id, format!("runcmd: {verb} --config {config}"));
                     let result = if init {
                         kubeadm::init(&ctx, config).await
                     } else {
                         kubeadm::join(&ctx, config).await
                     };
-                    let cluster = result
-                        .map_err(|e: KubeadmError| format!("kubeadm {}: {e}", if init { "init" } else { "join" }))?;
+                    let cluster = result.map_err(|e: KubeadmError| format!("{verb}: {e}"))?;
                     self.0.clusters.add_member(&cluster.endpoint, &vm.id);
                     node = cluster.nodes().into_iter().find(|n| n.vm_id == vm.id).map(|n| n.name);
                 }
                 Step::WriteText { path, text, append } => {
-                    let p = cloudinit::guest_path(&root, path).map_err(|e| format!("runcmd: {e}"))?;
-                    if let Some(dir) = p.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| format!("runcmd: {e}"))?;
-                    }
-                    let line = format!("{text}\n");
-                    let res = if *append {
-                        use std::io::Write;
-                        std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(&p)
-                            .and_then(|mut f| f.write_all(line.as_bytes()))
-                    } else {
-                        std::fs::write(&p, line)
-                    };
-                    res.map_err(|e| format!("runcmd: writing {path}: {e}"))?;
+                    // echo adds the newline.
+                    cloudinit::write_bytes(&root, path, format!("{text}\n").as_bytes(), *append)
+                        .map_err(|e| format!("runcmd: {e}"))?;
                     self.note(&vm.id, format!("runcmd: echo > {path}"));
                 }
                 Step::Recorded(cmd) => self.note(&vm.id, format!("runcmd (not executed): {cmd}")),

@@ -317,6 +317,26 @@ async fn adopt_dependent(
     Ok(())
 }
 
+fn node_provider_id(n: &Node) -> Option<&str> {
+    n.spec
+        .as_ref()
+        .and_then(|s| s.provider_id.as_deref())
+        .filter(|p| !p.is_empty())
+}
+
+/// A Node without providerID that is this Machine's: by name (the usual hostname) or by one of
+/// its addresses.
+fn node_without_provider_id<'a>(nodes: &'a [Node], machine: &Machine, status: &MachineStatus) -> Option<&'a Node> {
+    let ours: Vec<&str> = status.addresses.iter().flatten().map(|a| a.address.as_str()).collect();
+    nodes.iter().filter(|n| node_provider_id(n).is_none()).find(|n| {
+        n.name_any() == machine.name_any()
+            || n.status
+                .as_ref()
+                .and_then(|s| s.addresses.as_ref())
+                .is_some_and(|a| a.iter().any(|a| ours.contains(&a.address.as_str())))
+    })
+}
+
 /// Finds the Node with the Machine's providerID in the workload cluster.
 async fn reconcile_node(
     machine: &Machine,
@@ -333,55 +353,8 @@ async fn reconcile_node(
         Ok(c) => c,
         Err(e) => return unknown("WaitingForKubeconfig", e.to_string()),
     };
-    let nodes: Api<Node> = Api::all(client);
-    let node_provider_id = |n: &Node| {
-        n.spec
-            .as_ref()
-            .and_then(|s| s.provider_id.clone())
-            .filter(|p| !p.is_empty())
-    };
-    let found = match nodes.list(&ListParams::default()).await {
-        Ok(list) => {
-            let (with_id, without_id): (Vec<Node>, Vec<Node>) =
-                list.items.into_iter().partition(|n| node_provider_id(n).is_some());
-            match with_id
-                .into_iter()
-                .find(|n| node_provider_id(n).as_deref() == Some(provider_id))
-            {
-                Some(n) => Some(n),
-                // A kubelet started without --provider-id registers a Node nobody can match; say
-                // so instead of waiting forever without a clue.
-                None if status.node_ref.is_none() => {
-                    // The same machine: by name (the usual hostname) or by one of its addresses.
-                    let ours: Vec<&str> = status.addresses.iter().flatten().map(|a| a.address.as_str()).collect();
-                    let same = without_id.iter().find(|n| {
-                        n.name_any() == machine.name_any()
-                            || n.status
-                                .as_ref()
-                                .and_then(|s| s.addresses.as_ref())
-                                .is_some_and(|a| a.iter().any(|a| ours.contains(&a.address.as_str())))
-                    });
-                    match same {
-                        Some(node) => {
-                            return Dependent {
-                                ready: false,
-                                condition: NewCondition::falsy(
-                                    NODE_HEALTHY,
-                                    "NodeProviderIDMissing",
-                                    format!(
-                                        "Node {:?} registered without spec.providerID, so it cannot be matched to {provider_id}: \
-                                         the kubelet needs --provider-id (kubeletExtraArgs provider-id in the KubeadmConfig)",
-                                        node.name_any()
-                                    ),
-                                ),
-                            };
-                        }
-                        None => None,
-                    }
-                }
-                None => None,
-            }
-        }
+    let nodes = match Api::<Node>::all(client).list(&ListParams::default()).await {
+        Ok(list) => list.items,
         Err(e) => {
             return unknown(
                 "InspectionFailed",
@@ -389,6 +362,26 @@ async fn reconcile_node(
             );
         }
     };
+    let found = nodes.iter().find(|n| node_provider_id(n) == Some(provider_id)).cloned();
+    // A kubelet started without --provider-id registers a Node nobody can match; say so instead
+    // of waiting forever without a clue.
+    if found.is_none()
+        && status.node_ref.is_none()
+        && let Some(node) = node_without_provider_id(&nodes, machine, status)
+    {
+        return Dependent {
+            ready: false,
+            condition: NewCondition::falsy(
+                NODE_HEALTHY,
+                "NodeProviderIDMissing",
+                format!(
+                    "Node {:?} registered without spec.providerID, so it cannot be matched to {provider_id}: \
+                     the kubelet needs --provider-id (kubeletExtraArgs provider-id in the KubeadmConfig)",
+                    node.name_any()
+                ),
+            ),
+        };
+    }
     let Some(node) = found else {
         return if status.node_ref.is_some() {
             Dependent {

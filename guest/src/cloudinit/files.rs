@@ -49,26 +49,36 @@ pub fn write_files(root: &Path, files: &[WriteFile]) -> Result<Vec<PathBuf>, Clo
 }
 
 fn write_one(root: &Path, file: &WriteFile) -> Result<PathBuf, CloudInitError> {
-    let path = guest_path(root, &file.path)?;
     let data = file.decode()?;
     let mode = file.mode()?;
-    let io = |e: std::io::Error| CloudInitError::Io {
-        path: file.path.clone(),
+    let path = write_bytes(root, &file.path, &data, file.append)?;
+    // util.write_file chmods after writing, appending or not.
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(|e| io_error(&file.path, e))?;
+    Ok(path)
+}
+
+fn io_error(guest: &str, e: std::io::Error) -> CloudInitError {
+    CloudInitError::Io {
+        path: guest.to_string(),
         message: e.to_string(),
-    };
+    }
+}
+
+/// Writes (or appends) `data` at a guest path, creating its directories; what both
+/// `write_files` and a shell redirect (`echo X > F` in runcmd) do to the guest's disk.
+pub fn write_bytes(root: &Path, guest: &str, data: &[u8], append: bool) -> Result<PathBuf, CloudInitError> {
+    let path = guest_path(root, guest)?;
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io)?;
+        fs::create_dir_all(parent).map_err(|e| io_error(guest, e))?;
     }
     let mut out = OpenOptions::new()
         .write(true)
         .create(true)
-        .append(file.append)
-        .truncate(!file.append)
+        .append(append)
+        .truncate(!append)
         .open(&path)
-        .map_err(io)?;
-    out.write_all(&data).map_err(io)?;
-    // util.write_file chmods after writing, appending or not.
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io)?;
+        .map_err(|e| io_error(guest, e))?;
+    out.write_all(data).map_err(|e| io_error(guest, e))?;
     Ok(path)
 }
 

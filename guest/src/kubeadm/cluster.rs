@@ -71,19 +71,17 @@ impl WorkloadCluster {
         }
     }
 
-    /// Starts the control plane on `127.0.0.1:port` and runs kubeadm's post-start phases.
+    /// Starts the control plane on `host:port` (a loopback address) and runs kubeadm's
+    /// post-start phases.
     pub async fn start(
-        endpoint: String,
+        host: &str,
         port: u16,
         kubernetes_version: String,
         cluster_configuration_yaml: String,
         keys: ControlPlaneKeys,
         dir: PathBuf,
     ) -> Result<Self, KubeadmError> {
-        let host = endpoint
-            .rsplit_once(':')
-            .map(|(h, _)| h.to_string())
-            .unwrap_or_default();
+        let endpoint = format!("{host}:{port}");
         let plane = LocalPlane::start_with(PlaneOptions {
             extra_args: vec![
                 "--enable-bootstrap-token-auth".into(),
@@ -98,7 +96,7 @@ impl WorkloadCluster {
                 sa_key_pem: keys.sa_key_pem,
                 sa_pub_pem: keys.sa_pub_pem,
                 front_proxy_ca_pem: Some(keys.front_proxy_ca_pem),
-                extra_sans: vec![host],
+                extra_sans: vec![host.to_string()],
             }),
             dir: Some(dir.clone()),
         })

@@ -62,7 +62,7 @@ pub async fn init(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
                 "{}-{port}",
                 cluster_cfg.cluster_name.as_deref().unwrap_or("kubernetes")
             ));
-            WorkloadCluster::start(endpoint.clone(), port, version.clone(), cluster_yaml, keys, dir).await?
+            WorkloadCluster::start(&host, port, version.clone(), cluster_yaml, keys, dir).await?
         }
     };
     let cluster = Arc::new(cluster);
