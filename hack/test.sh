@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# The project's one test command: installs/builds the test environment if needed (cached under
-# ~/.cache/capstan), then runs every test of the workspace against real etcd + kube-apiserver.
+# The project's one test command: installs/builds the test bed if needed (cached under
+# ~/.cache/capstan, see hack/testenv.sh), then runs every test of the workspace with cargo-nextest
+# against real etcd, kube-apiserver 1.34 and the upstream peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(hack/testenv.sh)"
-export CAPSTAN_ETCD CAPSTAN_KUBE_APISERVER
-if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --all-features --profile ci "$@"
-else
-  exec cargo test --workspace --all-features "$@"
-fi
+export PATH="$(dirname "$CAPSTAN_NEXTEST"):$PATH"
+exec cargo nextest run --workspace --all-features --profile ci "$@"

@@ -1,108 +1,152 @@
 #!/usr/bin/env bash
-# Installs what Capstan's tests need on a fresh Debian bookworm machine, caching the expensive
-# parts outside the repository so that only the first run pays:
-#   - etcd (Debian's etcd-server)
-#   - kube-apiserver 1.20.2, built from Debian's kubernetes source package with the reflect2 fix
-#   - the vcsim helper (VMware's vCenter simulator built from Debian's govmomi package)
-#   - xorriso/isoinfo for independent checks of the NoCloud ISO images
-# Prints `export` lines for the environment variables the tests read (eval "$(hack/testenv.sh)").
+# Installs and builds Capstan's test bed on a fresh Debian machine, caching what it builds outside
+# the repository (~/.cache/capstan, or $CAPSTAN_CACHE) so that only the first run pays:
+#   - etcd (Debian's etcd-server 3.4) and the ISO tools (xorriso, genisoimage)
+#   - kube-apiserver of every version under hack/peers/kube-apiserver-v1.*  (k8s.io/kubernetes)
+#   - Cluster API v1.14: core, KubeadmControlPlane and CABPK managers, clusterctl
+#   - vcsim (govmomi's vCenter simulator) and ignition-validate (Ignition's own validator)
+#   - cargo-nextest, the test runner hack/test.sh uses
+# Every upstream program comes from its published Go module through a wrapper module of ours in
+# hack/peers (go.mod + go.sum committed). Each is built once per version into
+# $CACHE/<name>-<version>. One progress line per step goes to stderr with its elapsed time; the
+# build output goes to a log file whose path is printed when a step fails.
+# Prints `export` lines for the variables the tests read:  eval "$(hack/testenv.sh)"
+#   usage: hack/testenv.sh [all|plane]   (plane: etcd + the default kube-apiserver only, for `capstan up`)
 set -euo pipefail
 
+WHAT="${1:-all}"
 CACHE="${CAPSTAN_CACHE:-$HOME/.cache/capstan}"
-K8S_VERSION=1.20.2
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-mkdir -p "$CACHE"
+PEERS="$HERE/peers"
+# The kube-apiserver version the tests and `capstan up` use unless told otherwise.
+DEFAULT_KUBE_MINOR=1.34
+NEXTEST_VERSION=0.9.151
+mkdir -p "$CACHE/logs"
+LOG="$CACHE/logs/testenv-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
+: >"$LOG"
 
-log() { echo "testenv: $*" >&2; }
+step_started=0
+step() { step_started=$(date +%s); printf 'testenv: %s ...' "$*" >&2; }
+done_step() { printf ' done (%ss)\n' "$(( $(date +%s) - step_started ))" >&2; }
+fail() { printf '\ntestenv: %s\ntestenv: full output in %s\n' "$*" "$LOG" >&2; tail -n 20 "$LOG" >&2; exit 1; }
+run() { "$@" >>"$LOG" 2>&1; }
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
-apt_updated=0
 apt_install() {
   local missing=()
   for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  if [ $apt_updated = 0 ]; then
-    log "apt-get update"
-    $SUDO apt-get update -qq >&2
-    apt_updated=1
-  fi
-  log "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  step "installing ${missing[*]} (Debian packages)"
+  run $SUDO apt-get update -qq || fail "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive run $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || fail "apt-get install ${missing[*]} failed"
+  done_step
 }
 
-ensure_deb_src() {
-  local f=/etc/apt/sources.list.d/capstan-deb-src.sources
-  [ -f "$f" ] && return 0
-  log "adding a deb-src entry for bookworm"
-  $SUDO tee "$f" >/dev/null <<SRC
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  apt_updated=0
+need_go() {
+  command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || fail "Go 1.26 is needed to build the test bed and is not installed"
+  command -v go >/dev/null 2>&1 || export PATH="/usr/local/go/bin:$PATH"
 }
 
-build_apiserver() {
-  local out="$CACHE/kube-apiserver-$K8S_VERSION"
+# The version a wrapper module pins: `require MODULE vX.Y.Z` in its go.mod.
+pinned() { sed -n -E "s#^(require)?[[:space:]]*$2 (v[^ ]+)( // indirect)?\$#\2#p" "$1/go.mod" | head -1; }
+
+# go_build MODULE_DIR OUT PACKAGE [LDFLAGS]: one program of a wrapper module, once per output name.
+go_build() {
+  local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
   [ -x "$out" ] && return 0
-  ensure_deb_src
-  apt_install golang-go rsync jq golang-github-modern-go-reflect2-dev dpkg-dev
-  if [ $apt_updated = 0 ]; then $SUDO apt-get update -qq >&2; apt_updated=1; fi
-  local work="$CACHE/build-k8s"
-  rm -rf "$work"; mkdir -p "$work"
-  log "downloading Debian's kubernetes source package"
-  (cd "$work" && apt-get source --download-only kubernetes >&2)
-  local orig
-  orig=$(ls "$work"/kubernetes_*.orig.tar.* | head -1)
-  mkdir -p "$work/src"
-  tar -xf "$orig" -C "$work/src" --strip-components=1
-  log "replacing vendored reflect2 with Debian's 1.0.2 (1.0.1 crashes on Go >= 1.18)"
-  local r2="$work/src/vendor/github.com/modern-go/reflect2"
-  find "$r2" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) -delete
-  for f in /usr/share/gocode/src/github.com/modern-go/reflect2/*.go /usr/share/gocode/src/github.com/modern-go/reflect2/*.s; do
-    [ -e "$f" ] || continue
-    case "$f" in *_test.go) continue ;; esac
-    cp "$f" "$r2/"
+  need_go
+  step "building $(basename "$out") from $pkg"
+  local mark; mark=$(wc -l <"$LOG")
+  if ! (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly run go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg"); then
+    # A module the proxy does not serve: name it on one line (go's own error line).
+    local missing
+    missing=$(tail -n +"$((mark + 1))" "$LOG" | grep -m1 -E 'not found|not available|403 Forbidden|404 Not Found|unknown revision|invalid version' || true)
+    [ -n "$missing" ] && fail "$pkg: a module is not served by the Go module proxy: $missing"
+    fail "building $pkg failed"
+  fi
+  mv "$out.tmp" "$out"
+  done_step
+}
+
+# Sets KUBE_APISERVER_BIN to the binary built from the wrapper module in $1.
+kube_apiserver() {
+  local dir=$1 v
+  v=$(pinned "$dir" k8s.io/kubernetes)
+  [ -n "$v" ] || fail "$dir/go.mod pins no k8s.io/kubernetes version"
+  local minor=${v#v1.}; minor=${minor%%.*}
+  go_build "$dir" "$CACHE/kube-apiserver-$v" k8s.io/kubernetes/cmd/kube-apiserver \
+    "-X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  KUBE_APISERVER_BIN="$CACHE/kube-apiserver-$v"
+}
+
+cluster_api() {
+  local dir="$PEERS/cluster-api" v
+  v=$(pinned "$dir" sigs.k8s.io/cluster-api)
+  local minor=${v#v1.}; minor=${minor%%.*}
+  local ld="-X sigs.k8s.io/cluster-api/version.gitVersion=$v -X sigs.k8s.io/cluster-api/version.gitMajor=1 -X sigs.k8s.io/cluster-api/version.gitMinor=$minor -X sigs.k8s.io/cluster-api/version.gitTreeState=clean"
+  go_build "$dir" "$CACHE/capi-core-manager-$v" sigs.k8s.io/cluster-api/core "$ld"
+  go_build "$dir" "$CACHE/capi-kubeadm-control-plane-manager-$v" sigs.k8s.io/cluster-api/controlplane/kubeadm "$ld"
+  go_build "$dir" "$CACHE/capi-kubeadm-bootstrap-manager-$v" sigs.k8s.io/cluster-api/bootstrap/kubeadm "$ld"
+  go_build "$dir" "$CACHE/clusterctl-$v" sigs.k8s.io/cluster-api/cmd/clusterctl "$ld"
+  echo "export CAPSTAN_CAPI_VERSION=$v"
+  echo "export CAPSTAN_CAPI_CORE_MANAGER=$CACHE/capi-core-manager-$v"
+  echo "export CAPSTAN_KCP_MANAGER=$CACHE/capi-kubeadm-control-plane-manager-$v"
+  echo "export CAPSTAN_CABPK_MANAGER=$CACHE/capi-kubeadm-bootstrap-manager-$v"
+  echo "export CAPSTAN_CLUSTERCTL=$CACHE/clusterctl-$v"
+  # The module's own config/ trees (CRDs, RBAC, webhooks), for tests that install upstream components.
+  local module
+  module=$(cd "$dir" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/cluster-api) || fail "go list sigs.k8s.io/cluster-api failed"
+  echo "export CAPSTAN_CAPI_MODULE=$module"
+}
+
+small_peers() {
+  local v
+  v=$(pinned "$PEERS/vcsim" github.com/vmware/govmomi)
+  go_build "$PEERS/vcsim" "$CACHE/vcsim-$v" github.com/vmware/govmomi/vcsim
+  echo "export CAPSTAN_VCSIM=$CACHE/vcsim-$v"
+  v=$(pinned "$PEERS/ignition" github.com/coreos/ignition/v2)
+  go_build "$PEERS/ignition" "$CACHE/ignition-validate-$v" github.com/coreos/ignition/v2/validate
+  echo "export CAPSTAN_IGNITION_VALIDATE=$CACHE/ignition-validate-$v"
+}
+
+nextest() {
+  local root="$CACHE/cargo-nextest-$NEXTEST_VERSION"
+  if [ ! -x "$root/bin/cargo-nextest" ]; then
+    step "building cargo-nextest $NEXTEST_VERSION (crates.io)"
+    run cargo install --locked --quiet --root "$root.tmp" --version "$NEXTEST_VERSION" cargo-nextest \
+      || fail "cargo install cargo-nextest $NEXTEST_VERSION failed"
+    rm -rf "$root"; mv "$root.tmp" "$root"
+    done_step
+  fi
+  echo "export CAPSTAN_NEXTEST=$root/bin/cargo-nextest"
+}
+
+case "$WHAT" in
+  all | plane) ;;
+  *) echo "usage: $0 [all|plane]" >&2; exit 2 ;;
+esac
+
+apt_install etcd-server openssl ca-certificates
+if [ "$WHAT" = all ]; then apt_install xorriso genisoimage pkg-config libssl-dev; fi
+echo "export CAPSTAN_ETCD=$(command -v etcd || echo /usr/bin/etcd)"
+
+default_dir="$PEERS/kube-apiserver-v$DEFAULT_KUBE_MINOR"
+[ -f "$default_dir/go.mod" ] || fail "no wrapper module $default_dir"
+kube_apiserver "$default_dir"
+echo "export CAPSTAN_KUBE_APISERVER=$KUBE_APISERVER_BIN"
+echo "export CAPSTAN_CACHE=$CACHE"
+if [ "$WHAT" = all ]; then
+  for dir in "$PEERS"/kube-apiserver-v1.*; do
+    [ "$dir" = "$default_dir" ] && continue
+    kube_apiserver "$dir"
   done
-  mkdir -p "$work/src/.go/src/k8s.io" "$work/home"
-  ln -sfn "$work/src" "$work/src/.go/src/k8s.io/kubernetes"
-  log "building kube-apiserver $K8S_VERSION (about 8 minutes on 2 cores, once)"
-  (cd "$work/src/.go/src/k8s.io/kubernetes" && \
-    GOPATH="$work/src/.go" CGO_ENABLED=0 HOME="$work/home" GOFLAGS=-mod=vendor \
-    make WHAT=cmd/kube-apiserver >&2)
-  cp "$work/src/_output/bin/kube-apiserver" "$out.tmp"
-  mv "$out.tmp" "$out"
-  rm -rf "$work"
-}
-
-build_vcsim() {
-  local out="$CACHE/vcsim"
-  local src="$HERE/vcsim/main.go"
-  local stamp="$CACHE/vcsim.sha256"
-  local want
-  want=$(sha256sum "$src" | cut -d' ' -f1)
-  if [ -x "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
-  apt_install golang-go golang-github-vmware-govmomi-dev
-  log "building vcsim helper"
-  local work; work=$(mktemp -d)
-  cp "$src" "$work/main.go"
-  (cd "$work" && GOPATH=/usr/share/gocode GO111MODULE=off HOME="$work" GOCACHE="$CACHE/gocache" go build -o "$out.tmp" . >&2)
-  mv "$out.tmp" "$out"
-  echo "$want" > "$stamp"
-  rm -rf "$work"
-}
-
-apt_install etcd-server xorriso genisoimage openssl ca-certificates pkg-config libssl-dev
-build_apiserver
-if [ -f "$HERE/vcsim/main.go" ]; then build_vcsim; fi
-
-ETCD_BIN=$(command -v etcd || echo /usr/bin/etcd)
-echo "export CAPSTAN_ETCD=$ETCD_BIN"
-echo "export CAPSTAN_KUBE_APISERVER=$CACHE/kube-apiserver-$K8S_VERSION"
-if [ -x "$CACHE/vcsim" ]; then echo "export CAPSTAN_VCSIM=$CACHE/vcsim"; fi
+  cluster_api
+  small_peers
+  nextest
+fi
+rm -f "$LOG"

@@ -80,17 +80,6 @@ pub fn set_at(
 ) -> bool {
     let list = conditions.get_or_insert_with(Vec::new);
     let status = new.status.as_str();
-    // `message` is a required string and "" is valid, but some API servers (1.20 built with a
-    // recent Go, as in our test environment) store "" inside custom resources as null and then
-    // reject the object. A message that repeats the reason says the same and is safe everywhere.
-    let new = if new.message.is_empty() {
-        NewCondition {
-            message: new.reason.clone(),
-            ..new
-        }
-    } else {
-        new
-    };
     match list.iter_mut().find(|c| c.type_ == new.type_) {
         Some(existing) => {
             let transition = if existing.status == status {

@@ -209,7 +209,7 @@ async fn workers_settle(mgmt: &Client, workload: &Client, cluster: &str, want: u
         eprintln!(
             "machines: {:?}",
             ms.iter()
-                .map(|m| (m.name_any(), m.status.as_ref().and_then(|s| s.phase)))
+                .map(|m| (m.name_any(), m.status.as_ref().and_then(|s| s.phase.clone())))
                 .collect::<Vec<_>>()
         );
         eprintln!(

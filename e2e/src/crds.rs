@@ -10,9 +10,9 @@ pub fn shared_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
 }
 
-/// The upstream Cluster API CRDs edited for a 1.20 API server.
+/// The upstream Cluster API v1.14 CRDs, unmodified (CEL rules included).
 pub fn capi_crds_dir() -> PathBuf {
-    shared_dir().join("capi/crds-k8s1.20")
+    shared_dir().join("capi/crds-upstream")
 }
 
 /// Every CRD in the `.yaml` files of a folder (one or more documents per file).

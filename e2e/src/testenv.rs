@@ -7,7 +7,7 @@ use crate::crds::{capi_crds_dir, load_crds_from_dir};
 /// What to start.
 #[derive(Clone, Debug, Default)]
 pub struct TestEnvOptions {
-    /// Install the upstream Cluster API CRDs (`shared/capi/crds-k8s1.20`).
+    /// Install the upstream Cluster API CRDs (`shared/capi/crds-upstream`, unmodified).
     pub capi_crds: bool,
     /// Extra kube-apiserver flags, e.g. `--enable-bootstrap-token-auth`.
     pub extra_args: Vec<String>,

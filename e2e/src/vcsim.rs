@@ -1,4 +1,5 @@
-//! VMware's vCenter simulator (vcsim), built by `hack/testenv.sh` from Debian's govmomi package.
+//! VMware's vCenter simulator (vcsim), govmomi's own program built by `hack/testenv.sh` from its
+//! Go module (`hack/peers/vcsim`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,28 +16,29 @@ pub struct Vcsim {
 
 impl Vcsim {
     pub fn start() -> anyhow::Result<Self> {
-        let bin = std::env::var_os("CAPSTAN_VCSIM").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/capstan/vcsim")
-        });
-        if !bin.is_file() {
-            anyhow::bail!(
-                "{} not found (set CAPSTAN_VCSIM or run `eval \"$(hack/testenv.sh)\"`)",
-                bin.display()
-            );
-        }
+        let Some(bin) = std::env::var_os("CAPSTAN_VCSIM")
+            .map(PathBuf::from)
+            .filter(|b| b.is_file())
+        else {
+            anyhow::bail!("vcsim not found: set CAPSTAN_VCSIM or run `eval \"$(hack/testenv.sh)\"`");
+        };
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("vcsim.log");
-        let proc = ChildGuard::spawn("vcsim", Command::new(&bin), &log)?;
+        let mut cmd = Command::new(&bin);
+        // Port 0: vcsim binds a free port and prints `export GOVC_URL=<url> GOVC_SIM_PID=<pid>`.
+        cmd.args(["-l", "127.0.0.1:0", "-E", "-"]);
+        let proc = ChildGuard::spawn("vcsim", cmd, &log)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(line) = text
+            if let Some(url) = text
                 .lines()
-                .find(|l| l.starts_with("https://") || l.starts_with("http://"))
+                .filter_map(|l| l.strip_prefix("export GOVC_URL="))
+                .find_map(|rest| rest.split_whitespace().next())
             {
                 return Ok(Self {
                     proc,
-                    url: line.trim().to_string(),
+                    url: url.to_string(),
                     _dir: dir,
                 });
             }

@@ -473,7 +473,8 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
         let list = machines.list(&ListParams::default()).await.unwrap().items;
         list.len() == 5
             && list.iter().all(|m| {
-                m.status.as_ref().and_then(|s| s.phase).map(|p| format!("{p:?}")) == Some("Running".into()) && ready(m)
+                m.status.as_ref().and_then(|s| s.phase.as_ref()).map(|p| p.to_string()) == Some("Running".into())
+                    && ready(m)
             })
     };
     assert!(
@@ -491,7 +492,7 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
     let c = clusters.get("c1").await.unwrap();
     assert!(c.control_plane_initialized(), "{:?}", c.status);
     assert_eq!(
-        format!("{:?}", c.status.as_ref().unwrap().phase.unwrap()),
+        c.status.as_ref().unwrap().phase.as_ref().unwrap().to_string(),
         "Provisioned"
     );
     // The kubeconfig the core wrote reaches the workload apiserver as kubernetes-admin.

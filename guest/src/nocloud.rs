@@ -37,13 +37,24 @@ impl From<IsoError> for NoCloudError {
 }
 
 /// What the datasource hands to the rest of cloud-init.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Seed {
     pub user_data: Vec<u8>,
     /// The parsed meta-data mapping, exactly as written (no defaults merged in: those belong to
     /// [`crate::cloudinit::InstanceData`]).
     pub meta_data: serde_json::Value,
     pub network_config: Option<String>,
+}
+
+/// The user data is bootstrap data (join tokens, private keys): `Debug` shows its size only.
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seed")
+            .field("user_data", &format_args!("<redacted, {} bytes>", self.user_data.len()))
+            .field("meta_data", &self.meta_data)
+            .field("network_config", &self.network_config)
+            .finish()
+    }
 }
 
 impl Seed {
@@ -95,5 +106,23 @@ pub fn parse_meta_data(text: &str) -> Result<serde_json::Value, NoCloudError> {
         other => Err(NoCloudError::MetaDataNotMapping {
             found: crate::cloudinit::json_kind(&other),
         }),
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    /// Issue 10 §1: the user data a guest read never shows in `Debug`.
+    #[test]
+    fn debug_hides_the_user_data() {
+        let seed = Seed {
+            user_data: b"token: abcdef.0123456789abcdef".to_vec(),
+            meta_data: serde_json::json!({"instance-id": "i-1"}),
+            network_config: None,
+        };
+        let shown = format!("{seed:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("i-1"), "{shown}");
     }
 }

@@ -11,7 +11,7 @@ use crate::pki;
 use crate::process::{ChildGuard, free_port, wait_for};
 
 /// Key material a caller brings instead of the throwaway set (e.g. a workload cluster's own CA).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SuppliedPki {
     /// The cluster CA: it signs the serving certificate and verifies client certificates.
     pub ca_cert_pem: Vec<u8>,
@@ -23,6 +23,26 @@ pub struct SuppliedPki {
     pub front_proxy_ca_pem: Option<Vec<u8>>,
     /// Extra subject alternative names for the serving certificate (IPs or DNS names).
     pub extra_sans: Vec<String>,
+}
+
+/// The private keys never show in `Debug`: only the public parts and sizes.
+impl std::fmt::Debug for SuppliedPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuppliedPki")
+            .field("ca_cert_pem", &String::from_utf8_lossy(&self.ca_cert_pem))
+            .field(
+                "ca_key_pem",
+                &format_args!("<redacted, {} bytes>", self.ca_key_pem.len()),
+            )
+            .field(
+                "sa_key_pem",
+                &format_args!("<redacted, {} bytes>", self.sa_key_pem.len()),
+            )
+            .field("sa_pub_pem", &String::from_utf8_lossy(&self.sa_pub_pem))
+            .field("front_proxy_ca_pem", &self.front_proxy_ca_pem.as_ref().map(|p| p.len()))
+            .field("extra_sans", &self.extra_sans)
+            .finish()
+    }
 }
 
 /// What to start.
@@ -37,6 +57,8 @@ pub struct PlaneOptions {
     /// Where to keep data and logs; `None` makes a temporary directory (memory-backed when
     /// `/dev/shm` exists) that is removed on drop.
     pub dir: Option<PathBuf>,
+    /// Kubernetes version of the API server (`v1.33.4`: any built 1.33); `None` is the default.
+    pub kubernetes_version: Option<String>,
 }
 
 enum PlaneDir {
@@ -79,33 +101,6 @@ fn random_token() -> anyhow::Result<String> {
 }
 pub const RESTRICTED_USER: &str = "capstan-test-user";
 
-fn binary(env: &str, default: impl FnOnce() -> PathBuf) -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(default);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        anyhow::bail!(
-            "{} not found (set {env} or run `eval \"$(hack/testenv.sh)\"`)",
-            path.display()
-        )
-    }
-}
-
-/// Where `hack/testenv.sh` keeps what it builds (`$CAPSTAN_CACHE` or `~/.cache/capstan`).
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("CAPSTAN_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/capstan")
-    })
-}
-
-/// The etcd and kube-apiserver binaries, or an error that says how to get them.
-pub fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
-    Ok((
-        binary("CAPSTAN_ETCD", || PathBuf::from("/usr/bin/etcd"))?,
-        binary("CAPSTAN_KUBE_APISERVER", || cache_dir().join("kube-apiserver-1.20.2"))?,
-    ))
-}
-
 impl LocalPlane {
     /// Starts etcd and kube-apiserver with throwaway keys.
     pub async fn start() -> anyhow::Result<Self> {
@@ -113,7 +108,8 @@ impl LocalPlane {
     }
 
     pub async fn start_with(opts: PlaneOptions) -> anyhow::Result<Self> {
-        let (etcd_bin, apiserver_bin) = binaries()?;
+        let etcd_bin = crate::binaries::etcd()?;
+        let apiserver_bin = crate::binaries::kube_apiserver(opts.kubernetes_version.as_deref())?;
         let dir = match &opts.dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
@@ -464,4 +460,25 @@ async fn client_from(yaml: &str) -> anyhow::Result<Client> {
     let kubeconfig = Kubeconfig::from_yaml(yaml)?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10 §1: supplied private keys never show in `Debug`.
+    #[test]
+    fn supplied_pki_debug_hides_private_keys() {
+        let pki = SuppliedPki {
+            ca_cert_pem: b"CERT".to_vec(),
+            ca_key_pem: b"CA-PRIVATE-KEY".to_vec(),
+            sa_key_pem: b"SA-PRIVATE-KEY".to_vec(),
+            sa_pub_pem: b"SA-PUBLIC".to_vec(),
+            front_proxy_ca_pem: None,
+            extra_sans: vec![],
+        };
+        let shown = format!("{pki:?}");
+        assert!(!shown.contains("PRIVATE-KEY"), "{shown}");
+        assert!(shown.contains("CERT"), "{shown}");
+    }
 }

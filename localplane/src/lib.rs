@@ -4,11 +4,13 @@
 //! drops, on panic too, and (through `PR_SET_PDEATHSIG`) when the starting thread dies.
 //!
 //! The binaries come from `hack/testenv.sh` (`CAPSTAN_ETCD`, `CAPSTAN_KUBE_APISERVER`, or the
-//! default cache `~/.cache/capstan`).
+//! cache `~/.cache/capstan`, one kube-apiserver per Kubernetes minor version: see [`binaries`]).
 
 mod apiserver;
+pub mod binaries;
 mod pki;
 mod process;
 
-pub use apiserver::{LocalPlane, PlaneOptions, RESTRICTED_USER, SuppliedPki, binaries, cache_dir, install_crds};
+pub use apiserver::{LocalPlane, PlaneOptions, RESTRICTED_USER, SuppliedPki, install_crds};
+pub use binaries::{binaries, cache_dir};
 pub use process::{ChildGuard, free_port, wait_for};

@@ -11,6 +11,7 @@ pub mod finalizer;
 pub mod metrics;
 pub mod preflight;
 mod provider;
+pub mod secret;
 pub mod workload;
 
 pub use provider::{BoxError, Provider, ProviderContext, Scope};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capstan_runtime::backoff::FailureBackoff;
+use capstan_runtime::backoff::{FailureBackoff, ObjectKey};
 use capstan_runtime::metrics::Metrics;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -84,36 +84,28 @@ impl Ctx {
     }
 }
 
-pub fn key<K: Resource>(o: &K) -> String {
-    format!(
-        "{}/{}",
-        o.meta().namespace.clone().unwrap_or_default(),
-        o.meta().name.clone().unwrap_or_default()
-    )
-}
-
 /// Runs one reconcile inside a span, records it, and forgets the object's failures on success.
 pub async fn observe<K, F>(controller: &'static str, obj: &K, ctx: &Ctx, fut: F) -> Result<Action, Error>
 where
-    K: Resource,
+    K: Resource<DynamicType = ()>,
     F: std::future::Future<Output = Result<Action, Error>>,
 {
-    let key = key(obj);
+    let key = ObjectKey::of(obj);
     let span = info_span!("reconcile", controller, object = %key);
     let started = Instant::now();
     let result = fut.instrument(span).await;
     ctx.metrics
         .observe_reconcile(controller, started.elapsed(), result.as_ref().err().map(Error::reason));
     if result.is_ok() {
-        ctx.backoff.reset(&format!("{controller}/{key}"));
+        ctx.backoff.reset(&key);
     }
     result
 }
 
 /// Requeues a failed object with its own capped, jittered exponential backoff.
-pub fn backoff<K: Resource>(controller: &'static str, obj: &K, err: &Error, ctx: &Ctx) -> Action {
-    let key = key(obj);
-    let delay = ctx.backoff.next_delay(&format!("{controller}/{key}"));
+pub fn backoff<K: Resource<DynamicType = ()>>(controller: &'static str, obj: &K, err: &Error, ctx: &Ctx) -> Action {
+    let key = ObjectKey::of(obj);
+    let delay = ctx.backoff.next_delay(&key);
     warn!(controller, object = %key, error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

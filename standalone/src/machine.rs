@@ -446,7 +446,7 @@ async fn reconcile_node(
 }
 
 fn set_phase(status: &mut MachineStatus, phase: MachinePhase) {
-    if status.phase != Some(phase) {
+    if status.phase.as_ref() != Some(&phase) {
         status.phase = Some(phase);
         status.last_updated = Some(Time(k8s_openapi::jiff::Timestamp::now()));
     }

@@ -238,7 +238,7 @@ fn deletion_order(set: &MachineSet) -> DeletionOrder {
     set.spec
         .deletion
         .as_ref()
-        .and_then(|d| d.order)
+        .and_then(|d| d.order.clone())
         .unwrap_or(DeletionOrder::Random)
 }
 
@@ -258,7 +258,7 @@ pub fn pick_victims<'a>(machines: &[&'a Machine], count: usize, order: DeletionO
         .iter()
         .map(|m| {
             let tiebreak = match order {
-                DeletionOrder::Random => fastrand::u64(..),
+                DeletionOrder::Random | DeletionOrder::Other(_) => fastrand::u64(..),
                 _ => 0,
             };
             (*m, rank(m), tiebreak)
@@ -268,7 +268,8 @@ pub fn pick_victims<'a>(machines: &[&'a Machine], count: usize, order: DeletionO
         b.1.cmp(&a.1).then_with(|| match order {
             DeletionOrder::Newest => b.0.meta().creation_timestamp.cmp(&a.0.meta().creation_timestamp),
             DeletionOrder::Oldest => a.0.meta().creation_timestamp.cmp(&b.0.meta().creation_timestamp),
-            DeletionOrder::Random => a.2.cmp(&b.2),
+            // An order a newer Cluster API added: upstream's default until we know it.
+            DeletionOrder::Random | DeletionOrder::Other(_) => a.2.cmp(&b.2),
         })
     });
     ranked.into_iter().take(count).map(|(m, _, _)| m).collect()

@@ -146,7 +146,8 @@ async fn cluster_follows_its_infrastructure_and_deletes_in_order() {
     assert!(
         wait_for(Duration::from_secs(20), || async {
             let c = cluster(&clusters).await;
-            c.infrastructure_provisioned() && c.status.as_ref().and_then(|s| s.phase) == Some(ClusterPhase::Provisioned)
+            c.infrastructure_provisioned()
+                && c.status.as_ref().and_then(|s| s.phase.clone()) == Some(ClusterPhase::Provisioned)
         })
         .await,
         "{:?}",

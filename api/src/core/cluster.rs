@@ -1,3 +1,4 @@
+use super::open_enum::open_enum;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -93,14 +94,15 @@ pub struct ClusterInitializationStatus {
     pub control_plane_initialized: Option<bool>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum ClusterPhase {
-    Pending,
-    Provisioning,
-    Provisioned,
-    Deleting,
-    Failed,
-    Unknown,
+open_enum! {
+    pub enum ClusterPhase {
+        Pending,
+        Provisioning,
+        Provisioned,
+        Deleting,
+        Failed,
+        Unknown,
+    }
 }
 
 impl Cluster {

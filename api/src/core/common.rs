@@ -1,3 +1,4 @@
+use super::open_enum::open_enum;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -51,14 +52,15 @@ impl ApiEndpoint {
     }
 }
 
-/// The type of a [`MachineAddress`].
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum MachineAddressType {
-    Hostname,
-    ExternalIP,
-    InternalIP,
-    ExternalDNS,
-    InternalDNS,
+open_enum! {
+    /// The type of a [`MachineAddress`].
+    pub enum MachineAddressType {
+        Hostname,
+        ExternalIP,
+        InternalIP,
+        ExternalDNS,
+        InternalDNS,
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]

@@ -1,3 +1,4 @@
+use super::open_enum::open_enum;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -99,17 +100,18 @@ pub struct MachineNodeReference {
     pub name: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum MachinePhase {
-    Pending,
-    Provisioning,
-    Provisioned,
-    Running,
-    Updating,
-    Deleting,
-    Deleted,
-    Failed,
-    Unknown,
+open_enum! {
+    pub enum MachinePhase {
+        Pending,
+        Provisioning,
+        Provisioned,
+        Running,
+        Updating,
+        Deleting,
+        Deleted,
+        Failed,
+        Unknown,
+    }
 }
 
 impl Machine {

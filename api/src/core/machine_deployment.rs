@@ -1,3 +1,4 @@
+use super::open_enum::open_enum;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -67,11 +68,13 @@ pub struct RolloutStrategy {
     pub rolling_update: Option<RollingUpdate>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum RolloutStrategyType {
-    #[default]
-    RollingUpdate,
-    OnDelete,
+open_enum! {
+    #[derive(Default)]
+    pub enum RolloutStrategyType {
+        #[default]
+        RollingUpdate,
+        OnDelete,
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -83,13 +86,14 @@ pub struct RollingUpdate {
     pub max_unavailable: Option<IntOrString>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum MachineDeploymentPhase {
-    ScalingUp,
-    ScalingDown,
-    Running,
-    Failed,
-    Unknown,
+open_enum! {
+    pub enum MachineDeploymentPhase {
+        ScalingUp,
+        ScalingDown,
+        Running,
+        Failed,
+        Unknown,
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -1,3 +1,4 @@
+use super::open_enum::open_enum;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -47,13 +48,15 @@ pub struct MachineTemplateSpec {
     pub spec: MachineSpec,
 }
 
-/// Which Machines go first when scaling down.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum DeletionOrder {
-    #[default]
-    Random,
-    Newest,
-    Oldest,
+open_enum! {
+    /// Which Machines go first when scaling down.
+    #[derive(Default)]
+    pub enum DeletionOrder {
+        #[default]
+        Random,
+        Newest,
+        Oldest,
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -11,6 +11,7 @@ mod common;
 mod machine;
 mod machine_deployment;
 mod machine_set;
+mod open_enum;
 
 pub use cluster::*;
 pub use common::*;

@@ -72,3 +72,38 @@ pub fn kubeconfig_file(path: &str, kc: &FileDiscoveryKubeConfig, default_server:
         ..Default::default()
     }
 }
+
+/// Why token discovery cannot be completed yet.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenDiscoveryError {
+    /// The cluster CA cannot be hashed: joining without a pin would trust any API server, so
+    /// this is an error, never a silent `unsafeSkipCAVerification` (upstream does the same).
+    #[error("cannot compute the cluster CA's public-key hash for discovery: {0}")]
+    CaHash(#[from] crate::pki::PkiError),
+    /// Neither the config nor the Cluster names the API server to join.
+    #[error("the Cluster has no valid spec.controlPlaneEndpoint yet")]
+    NoEndpoint,
+}
+
+/// Fills in what bootstrap-token discovery leaves empty, the way CABPK's `reconcileDiscovery`
+/// does: the CA pins from the cluster CA and the API server from the Cluster's endpoint. The
+/// token itself is not touched (the controller creates one in the workload cluster, `capstan
+/// render` a throwaway one). One function for both so a preview and the real thing agree.
+pub fn default_bootstrap_token(
+    bt: &mut crate::api::BootstrapTokenDiscovery,
+    cluster: &capstan_api::core::Cluster,
+    ca_pem: &[u8],
+) -> Result<(), TokenDiscoveryError> {
+    if bt.ca_cert_hashes.as_ref().is_none_or(Vec::is_empty) {
+        bt.ca_cert_hashes = Some(crate::pki::ca_cert_hashes(ca_pem)?);
+    }
+    if bt.api_server_endpoint.is_empty() {
+        bt.api_server_endpoint = cluster
+            .spec
+            .control_plane_endpoint
+            .as_ref()
+            .and_then(crate::document::endpoint_string)
+            .ok_or(TokenDiscoveryError::NoEndpoint)?;
+    }
+    Ok(())
+}

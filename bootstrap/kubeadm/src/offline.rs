@@ -9,7 +9,7 @@ use capstan_api::core::{Cluster, Machine};
 
 use crate::api::{ContentFormat, KubeadmConfig};
 use crate::controller::resolve::render_content_template;
-use crate::document::{self, DocumentInput, endpoint_string};
+use crate::document::{self, DocumentInput};
 use crate::pki::{self, Certificates, KeyPair, Purpose, ca_validity_days};
 use crate::render::DocumentKind;
 
@@ -120,17 +120,8 @@ pub fn render(
 
     if kind != DocumentKind::InitControlPlane && spec.join_configuration.discovery.file.is_none() {
         let bt = &mut spec.join_configuration.discovery.bootstrap_token;
-        if bt.ca_cert_hashes.as_ref().is_none_or(Vec::is_empty) {
-            bt.ca_cert_hashes = Some(pki::ca_cert_hashes(&ca_cert)?);
-        }
-        if bt.api_server_endpoint.is_empty() {
-            bt.api_server_endpoint = cluster
-                .spec
-                .control_plane_endpoint
-                .as_ref()
-                .and_then(endpoint_string)
-                .ok_or_else(|| OfflineError::Input("the Cluster has no valid spec.controlPlaneEndpoint".into()))?;
-        }
+        crate::discovery::default_bootstrap_token(bt, cluster, &ca_cert)
+            .map_err(|e| OfflineError::Input(e.to_string()))?;
         if bt.token.is_empty() {
             bt.token = crate::controller::token::generate_token().map_err(|e| OfflineError::Input(e.to_string()))?;
             notes.push("generated a bootstrap token that exists in no cluster (not registered)".into());

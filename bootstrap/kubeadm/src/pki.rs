@@ -182,11 +182,22 @@ impl Certificate {
 }
 
 /// A root-owned file a certificate becomes on the node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NodeFile {
     pub path: String,
     pub permissions: &'static str,
     pub content: String,
+}
+
+/// The content may be a private key: `Debug` shows its size only.
+impl std::fmt::Debug for NodeFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeFile")
+            .field("path", &self.path)
+            .field("permissions", &self.permissions)
+            .field("content", &capstan_runtime::secret::Redacted(self.content.len()))
+            .finish()
+    }
 }
 
 /// The certificates of one bootstrap document, in upstream's order.

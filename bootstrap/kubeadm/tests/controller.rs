@@ -467,3 +467,126 @@ async fn stale_lock_of_deleted_machine_is_released_and_pause_is_honoured() {
     assert_eq!(p.name_any(), "p-0");
     shutdown.cancel();
 }
+
+/// Issue 10 §2: a stale init lock is taken over with uid + resourceVersion preconditions, so
+/// however many reconciles of two control-plane configs race for it, exactly one machine wins.
+/// (Before, a reconcile that had read the stale lock deleted the winner's fresh lock.)
+#[tokio::test]
+async fn concurrent_takeover_of_a_stale_lock_has_exactly_one_winner() {
+    use capstan_kubeadm::controller::lock;
+    let env = TestEnv::start_with(TestEnvOptions::default()).await.unwrap();
+    let crds: Vec<_> = load_crds_from_dir(&capi_crds_dir())
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.spec.names.kind == "Cluster" || c.spec.names.kind == "Machine")
+        .collect();
+    env.install_crds(&crds).await.unwrap();
+    let client = env.client().await.unwrap();
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), NS);
+    let machines: Api<Machine> = Api::namespaced(client.clone(), NS);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let cluster: Cluster = serde_json::from_value(json!({
+        "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+        "metadata": {"name": "race", "namespace": NS},
+        "spec": {"controlPlaneEndpoint": {"host": "10.0.0.1", "port": 6443}}
+    }))
+    .unwrap();
+    let cluster = clusters.create(&PostParams::default(), &cluster).await.unwrap();
+    let mut contenders = Vec::new();
+    for name in ["cp-a", "cp-b"] {
+        let m: Machine = serde_json::from_value(json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"clusterName": "race", "bootstrap": {"dataSecretName": "x"},
+                     "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "TestMachine", "name": name}}
+        }))
+        .unwrap();
+        contenders.push(machines.create(&PostParams::default(), &m).await.unwrap());
+    }
+    for round in 0..10 {
+        // The lock of a Machine that no longer exists.
+        let stale: ConfigMap = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "race-lock", "namespace": NS},
+            "data": {"lock-information": "{\"machineName\":\"ghost\"}"}
+        }))
+        .unwrap();
+        let _ = cms.delete("race-lock", &DeleteParams::default()).await;
+        assert!(wait_for(WAIT, || async { cms.get_opt("race-lock").await.unwrap().is_none() }).await);
+        cms.create(&PostParams::default(), &stale).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let client = client.clone();
+                let cluster = cluster.clone();
+                let machine = contenders[i % 2].clone();
+                tokio::spawn(async move {
+                    let won = lock::lock(&client, &cluster, &machine).await.unwrap();
+                    won.then(|| machine.name_any())
+                })
+            })
+            .collect();
+        let mut winners = std::collections::BTreeSet::new();
+        for t in tasks {
+            if let Some(w) = t.await.unwrap() {
+                winners.insert(w);
+            }
+        }
+        let holder = cms.get("race-lock").await.unwrap().data.unwrap()["lock-information"].clone();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: winners {winners:?}, lock now {holder}"
+        );
+        let winner = winners.into_iter().next().unwrap();
+        assert!(
+            holder.contains(&winner),
+            "round {round}: {winner} won but the lock says {holder}"
+        );
+    }
+}
+
+/// Issue 10 §1: a worker whose cluster CA cannot be hashed gets no data and a condition saying
+/// why; CA pinning is never switched off (`unsafeSkipCAVerification`) behind the user's back.
+#[tokio::test]
+async fn unhashable_cluster_ca_is_a_condition_not_an_unpinned_join() {
+    let (env, fx, shutdown) = setup().await;
+    fx.cluster("c5", json!({})).await;
+    workload_kubeconfig(&env, &fx, "c5").await;
+    let bad_ca = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("c5-ca".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                ("tls.crt".to_string(), ByteString(b"not a certificate".to_vec())),
+                ("tls.key".to_string(), ByteString(b"not a key".to_vec())),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    fx.secrets.create(&PostParams::default(), &bad_ca).await.unwrap();
+    fx.infra_ready("c5").await;
+    fx.cp_initialized("c5").await;
+    fx.machine_with_config("w-0", "c5", false, "v1.31.1", json!({}), json!({}), None)
+        .await;
+    let c = fx
+        .wait_config("w-0", "reports the CA problem", |c| {
+            condition(c, "DataSecretAvailable")
+                .is_some_and(|d| d.status == "False" && d.reason == "DiscoveryError" && d.message.contains("CA"))
+        })
+        .await;
+    assert!(!c.data_secret_created());
+    assert_ne!(
+        c.spec
+            .join_configuration
+            .discovery
+            .bootstrap_token
+            .unsafe_skip_ca_verification,
+        Some(true)
+    );
+    assert!(fx.secrets.get_opt("w-0").await.unwrap().is_none());
+    shutdown.cancel();
+}

@@ -19,7 +19,10 @@ pub struct Row {
 /// user needs to see.
 pub fn row(m: &Machine, consoles: &BTreeMap<String, String>) -> Row {
     let status = m.status.as_ref();
-    let phase = format!("{:?}", status.and_then(|s| s.phase).unwrap_or(MachinePhase::Pending));
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or(MachinePhase::Pending)
+        .to_string();
     let address = status
         .and_then(|s| s.addresses.as_ref())
         .and_then(|a| a.first())

@@ -99,6 +99,9 @@ impl WorkloadCluster {
                 extra_sans: vec![host.to_string()],
             }),
             dir: Some(dir.clone()),
+            // The image's version: a node asking for a version the test bed has not built fails
+            // its boot with the reason, as a real one would with the wrong image.
+            kubernetes_version: Some(kubernetes_version.clone()),
         })
         .await
         .map_err(|e| KubeadmError::ControlPlane(format!("{e:#}")))?;

@@ -35,7 +35,7 @@ where
     let mut status = c.status().cloned().unwrap_or_default();
     status.observed_generation = generation;
     let fin = finalizer_name::<P::Cluster>();
-    let key = format!("{ns}/{}", c.name_any());
+    let key = capstan_runtime::backoff::ObjectKey::of(c);
 
     let owner = capstan_api::owner::owner_cluster(c.meta()).cloned();
     let cluster = match &owner {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use capstan_api::contract::LABEL_CLUSTER_NAME;
 use capstan_api::core::{Cluster, Machine};
+use capstan_runtime::backoff::ObjectKey;
 use capstan_runtime::preflight::RequiredCrd;
 use capstan_runtime::{BoxError, ProviderContext};
 use futures::StreamExt;
@@ -71,12 +72,8 @@ impl<P: InfraProvider> LifecycleProvider<P> {
     }
 }
 
-fn key<K: Resource>(o: &K) -> String {
-    format!(
-        "{}/{}",
-        o.meta().namespace.clone().unwrap_or_default(),
-        o.meta().name.clone().unwrap_or_default()
-    )
+fn key<K: Resource<DynamicType = ()>>(o: &K) -> ObjectKey {
+    ObjectKey::of(o)
 }
 
 impl<P> capstan_runtime::Provider for LifecycleProvider<P>
@@ -243,7 +240,7 @@ where
     .await;
 }
 
-fn error_policy<P>(key: &str, err: &Error, state: &Ctx<P>) -> Action {
+fn error_policy<P>(key: &ObjectKey, err: &Error, state: &Ctx<P>) -> Action {
     let delay = state.backoff.next_delay(key);
     warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)

@@ -107,6 +107,14 @@ where
     };
     let machines: Api<Machine> = Api::namespaced(ctx.client.clone(), &ns);
     let machine = machines.get_opt(&owner.name).await?;
+    if let Some(phase) = machine
+        .as_ref()
+        .and_then(|m| m.status.as_ref()?.phase.as_ref())
+        .filter(|p| p.is_unknown())
+    {
+        // Nothing here depends on the phase; say so and carry on rather than stop.
+        warn!(machine = %owner.name, %phase, "the owner Machine has a phase this version does not know (a newer Cluster API?)");
+    }
     let cluster = match &machine {
         Some(machine) => {
             Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
@@ -479,16 +487,12 @@ where
     }
 }
 
-fn key<K: Resource>(m: &K) -> String {
-    format!(
-        "{}/{}",
-        m.meta().namespace.clone().unwrap_or_default(),
-        m.meta().name.clone().unwrap_or_default()
-    )
+fn key<K: Resource<DynamicType = ()>>(m: &K) -> capstan_runtime::backoff::ObjectKey {
+    capstan_runtime::backoff::ObjectKey::of(m)
 }
 
 /// A cloud error becomes a condition; retryable ones back off, terminal ones wait for a change.
-fn cloud_failure<P, K: Resource>(
+fn cloud_failure<P, K: Resource<DynamicType = ()>>(
     ctx: &Ctx<P>,
     m: &K,
     mut status: InfraMachineStatus,

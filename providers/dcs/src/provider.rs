@@ -123,12 +123,23 @@ impl DcsProvider {
                 .map_err(|e| ProviderError::Credentials(e.to_string()))
         };
         let endpoint = need("endpoint")?;
-        let endpoint = reqwest::Url::parse(endpoint)
-            .map_err(|e| ProviderError::Credentials(format!("endpoint {endpoint:?} is not a URL: {e}")))?;
+        // Values of the Secret are never echoed (conditions are readable by anyone who can read
+        // the DCSCluster): the messages name the key and what is wrong with it.
+        let endpoint = reqwest::Url::parse(endpoint).map_err(|e| {
+            ProviderError::Credentials(format!("key endpoint of Secret {ns}/{secret} is not a URL ({e})"))
+        })?;
+        if !endpoint.username().is_empty() || endpoint.password().is_some() {
+            return Err(ProviderError::Credentials(format!(
+                "key endpoint of Secret {ns}/{secret} carries credentials (user:password@): put them in authUser and authKey"
+            )));
+        }
         let mut config = DcsConfig::new(endpoint, need("authUser")?, need("authKey")?.to_string());
         if let Some(t) = creds.get("userType") {
-            config.user_type = UserType::parse(t)
-                .ok_or_else(|| ProviderError::Credentials(format!("userType {t:?} is not interconnect or domain")))?;
+            config.user_type = UserType::parse(t).ok_or_else(|| {
+                ProviderError::Credentials(format!(
+                    "key userType of Secret {ns}/{secret} is neither interconnect nor domain"
+                ))
+            })?;
         }
         config.site = cluster
             .spec

@@ -106,9 +106,14 @@ impl World {
 
     /// A cluster the way CAPI core leaves it: Cluster → DCSCluster (owned), credentials secret.
     async fn cluster(&self, name: &str, password: &str) {
+        self.cluster_at(name, &self.sim.url().to_string(), password).await
+    }
+
+    /// [`World::cluster`] with the credentials Secret's `endpoint` value given.
+    async fn cluster_at(&self, name: &str, endpoint: &str, password: &str) {
         self.create::<Secret>(json!({
             "metadata": {"name": format!("{name}-creds")},
-            "stringData": {"endpoint": self.sim.url().to_string(), "authUser": "capstan", "authKey": password}
+            "stringData": {"endpoint": endpoint, "authUser": "capstan", "authKey": password}
         }))
         .await;
         let cluster: Cluster = self
@@ -149,6 +154,18 @@ impl World {
 
     /// Machine + bootstrap secret + DCSMachine owned by the Machine.
     async fn machine(&self, cluster: &str, name: &str, template: &str, ip: Option<&str>) -> DCSMachine {
+        self.machine_with(cluster, name, template, ip, true).await
+    }
+
+    /// [`World::machine`]; without `data` the Machine has no `dataSecretName` yet (the secret exists).
+    async fn machine_with(
+        &self,
+        cluster: &str,
+        name: &str,
+        template: &str,
+        ip: Option<&str>,
+        data: bool,
+    ) -> DCSMachine {
         self.create::<Secret>(json!({
             "metadata": {"name": format!("{name}-boot"), "labels": {"cluster.x-k8s.io/cluster-name": cluster}},
             "type": "cluster.x-k8s.io/secret",
@@ -161,7 +178,7 @@ impl World {
                 "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": cluster}},
                 "spec": {
                     "clusterName": cluster,
-                    "bootstrap": {"dataSecretName": format!("{name}-boot")},
+                    "bootstrap": if data { json!({"dataSecretName": format!("{name}-boot")}) } else { json!({}) },
                     "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSMachine", "name": name}
                 }
             }))
@@ -656,9 +673,32 @@ async fn bad_credentials_and_unknown_template_are_conditions_and_secrets_stay_se
     );
     assert!(w.sim.state().vms().iter().all(|v| v.is_template), "no VM was created");
 
-    // Neither password appears in any status or event.
+    // Issue 10 §1: the endpoint value of the Secret is never echoed, whether it is no URL at
+    // all or a URL with credentials in it.
+    let leaky_url = "https://capstan:Leaky-Pa55@vrm.example:7443";
+    let not_a_url = "Leaky-Value-7 is no URL";
+    w.cluster_at("userinfo", leaky_url, PASSWORD).await;
+    w.cluster_at("garbage", not_a_url, PASSWORD).await;
+    for (name, says) in [("userinfo", "carries credentials"), ("garbage", "is not a URL")] {
+        assert!(
+            wait_for(Duration::from_secs(30), || async {
+                conditions::get(
+                    &w.dcs_cluster(name).await.status.unwrap_or_default().conditions,
+                    "Ready",
+                )
+                .is_some_and(|c| c.status == "False" && c.message.contains(says))
+            })
+            .await,
+            "{name}: {:?}",
+            w.dcs_cluster(name).await.status
+        );
+    }
+
+    // Neither password nor endpoint value appears in any status or event.
     let everything = format!(
-        "{:?} {:?} {:?}",
+        "{:?} {:?} {:?} {:?} {:?}",
+        w.dcs_cluster("userinfo").await.status,
+        w.dcs_cluster("garbage").await.status,
         w.dcs_cluster("bad").await.status,
         w.dcs_machine("nope").await.map(|m| m.status),
         Api::<Event>::namespaced(w.client.clone(), "default")
@@ -667,10 +707,90 @@ async fn bad_credentials_and_unknown_template_are_conditions_and_secrets_stay_se
             .unwrap()
             .items
     );
-    for secret in [wrong, PASSWORD] {
-        assert!(!everything.contains(secret), "a password leaked into status or events");
+    for secret in [wrong, PASSWORD, "Leaky-Pa55", "Leaky-Value-7"] {
+        assert!(!everything.contains(secret), "{secret:?} leaked into status or events");
     }
     let _ = BTreeMap::<String, String>::new();
     let _ = w.env.url();
     let _ = w.dcs_cluster("bad").await.name_any();
+}
+
+/// Issue 10 §3: a Machine phase that a newer Cluster API writes (here added to the Machine CRD's
+/// enum, as a new release would) used to fail typed decoding and wedge the Machine watch of every
+/// controller: a DCSMachine waiting for its Machine's bootstrap data was never woken. Now the odd
+/// value is kept as is and everything goes on.
+#[tokio::test]
+async fn a_machine_phase_from_a_newer_cluster_api_stops_nothing() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let w = World::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(w.client.clone());
+    let mut crd = crds.get("machines.cluster.x-k8s.io").await.unwrap();
+    for v in &mut crd.spec.versions {
+        let status = &mut v
+            .schema
+            .as_mut()
+            .unwrap()
+            .open_api_v3_schema
+            .as_mut()
+            .unwrap()
+            .properties
+            .as_mut()
+            .unwrap()
+            .get_mut("status")
+            .unwrap();
+        let phase = status.properties.as_mut().unwrap().get_mut("phase").unwrap();
+        phase
+            .enum_
+            .as_mut()
+            .unwrap()
+            .push(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(json!("Hibernating")));
+    }
+    crds.replace("machines.cluster.x-k8s.io", &Default::default(), &crd)
+        .await
+        .unwrap();
+
+    w.cluster("c1", PASSWORD).await;
+    w.mark_infrastructure_provisioned("c1").await;
+    w.machine("c1", "odd", "ubuntu-2204-tmpl", None).await;
+    w.machine_with("c1", "even", "ubuntu-2204-tmpl", None, false).await;
+    let machines: Api<Machine> = Api::namespaced(w.client.clone(), "default");
+    // The CRD change takes a moment to reach the validating schema.
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            machines
+                .patch_status(
+                    "odd",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"phase": "Hibernating"}})),
+                )
+                .await
+                .is_ok()
+        })
+        .await
+    );
+    // The other Machine gains its data only now: its DCSMachine hears of it through the watch.
+    machines
+        .patch(
+            "even",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"bootstrap": {"dataSecretName": "even-boot"}}})),
+        )
+        .await
+        .unwrap();
+    for name in ["even", "odd"] {
+        assert!(
+            wait_for(Duration::from_secs(60), || async {
+                w.dcs_machine(name).await.as_ref().is_some_and(provisioned)
+            })
+            .await,
+            "{name}: {:?}",
+            w.dcs_machine(name).await.map(|m| m.status)
+        );
+    }
+    let odd = machines.get("odd").await.unwrap();
+    assert_eq!(
+        odd.status.and_then(|s| s.phase),
+        Some(capstan_api::core::MachinePhase::Other("Hibernating".into())),
+        "kept as written"
+    );
 }

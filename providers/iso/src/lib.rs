@@ -59,7 +59,7 @@ pub trait BootstrapVolume {
 }
 
 /// A cloud-init NoCloud seed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NoCloudSeed {
     /// cloud-init re-runs per-instance modules when this changes; use the VM's stable identity.
     pub instance_id: String,
@@ -71,6 +71,19 @@ pub struct NoCloudSeed {
     /// templates as `{{ ds.meta_data.provider_id }}`, which is how a cluster template hands it to
     /// the kubelet (`--provider-id`) when no cloud-controller-manager sets it.
     pub provider_id: Option<String>,
+}
+
+/// The user data is bootstrap data (join tokens, private keys): `Debug` shows its size only.
+impl std::fmt::Debug for NoCloudSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoCloudSeed")
+            .field("instance_id", &self.instance_id)
+            .field("hostname", &self.hostname)
+            .field("user_data", &format_args!("<redacted, {} bytes>", self.user_data.len()))
+            .field("network_config", &self.network_config)
+            .field("provider_id", &self.provider_id)
+            .finish()
+    }
 }
 
 pub const NOCLOUD_LABEL: &str = "cidata";
@@ -495,6 +508,18 @@ fn le_u32(b: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10 §1: the user data (join tokens, private keys) never shows in `Debug`.
+    #[test]
+    fn debug_hides_the_user_data() {
+        let seed = NoCloudSeed {
+            user_data: b"#cloud-config\nwrite_files: [{content: SECRET-KEY-MATERIAL}]\n".to_vec(),
+            ..Default::default()
+        };
+        let shown = format!("{seed:?}");
+        assert!(!shown.contains("SECRET-KEY-MATERIAL"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
 
     #[test]
     fn round_trip_and_determinism() {

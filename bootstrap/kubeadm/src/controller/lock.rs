@@ -7,7 +7,7 @@ use capstan_api::contract::LABEL_CLUSTER_NAME;
 use capstan_api::core::{Cluster, Machine};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -51,9 +51,22 @@ pub async fn lock(client: &Client, cluster: &Cluster, machine: &Machine) -> Resu
             }
             None => warn!("init lock without readable holder: releasing it"),
         }
-        match cms.delete(&name, &DeleteParams::default()).await {
+        // Delete exactly the stale lock we looked at: another reconcile may have replaced it with
+        // a live one since, and a plain delete would remove that and let two machines init.
+        let preconditions = Preconditions {
+            uid: existing.metadata.uid.clone(),
+            resource_version: existing.metadata.resource_version.clone(),
+        };
+        let dp = DeleteParams {
+            preconditions: Some(preconditions),
+            ..Default::default()
+        };
+        match cms.delete(&name, &dp).await {
             Ok(_) => {}
+            // Gone already: whoever removed it races us on the create below.
             Err(kube::Error::Api(s)) if s.code == 404 => {}
+            // Changed since we read it: someone else took it over.
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
             Err(e) => return Err(e),
         }
     }

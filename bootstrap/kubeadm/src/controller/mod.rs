@@ -3,7 +3,7 @@
 //! tokens, data secret, conditions.
 
 mod certs;
-mod lock;
+pub mod lock;
 pub mod resolve;
 mod status;
 pub mod token;
@@ -69,16 +69,27 @@ pub enum Error {
     Render(#[from] RenderError),
     #[error("workload cluster: {0}")]
     Workload(String),
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::TokenDiscoveryError),
     #[error("bootstrap data secret {0} is controlled by another object ({1})")]
     SecretOwnedByOther(String, String),
 }
 
 impl Error {
+    /// Errors that no retry fixes until the user changes an input.
+    fn is_input_problem(&self) -> bool {
+        matches!(
+            self,
+            Error::Pki(_) | Error::Render(_) | Error::Discovery(_) | Error::SecretOwnedByOther(..)
+        )
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "KubeError",
             Error::Pki(_) => "CertificatesError",
             Error::Render(_) => "RenderError",
+            Error::Discovery(_) => "DiscoveryError",
             Error::Workload(_) => "WorkloadClusterError",
             Error::SecretOwnedByOther(..) => "SecretOwnedByOther",
         }
@@ -134,8 +145,8 @@ pub async fn run(ctx: ProviderContext, opts: Options) {
         .await;
 }
 
-fn key(config: &KubeadmConfig) -> String {
-    format!("{}/{}", config.namespace().unwrap_or_default(), config.name_any())
+fn key(config: &KubeadmConfig) -> capstan_runtime::backoff::ObjectKey {
+    capstan_runtime::backoff::ObjectKey::of(config)
 }
 
 async fn reconcile(config: Arc<KubeadmConfig>, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -202,6 +213,13 @@ async fn reconcile_config(config: &KubeadmConfig, ctx: &Ctx) -> Result<Action, E
         return Ok(Action::await_change());
     }
     let result = steps(&mut s).await;
+    if let Err(e) = &result
+        && e.is_input_problem()
+    {
+        // A bad spec or PKI is the user's to fix: say so on the object, not only in our logs.
+        s.status
+            .failed(DATA_SECRET_AVAILABLE, e.reason(), &e.to_string(), V1_DATA_SECRET_FAILED);
+    }
     let status = std::mem::replace(&mut s.status, StatusBuilder::new(None, None)).finish();
     write_status(ctx, config, status).await?;
     result
@@ -466,25 +484,18 @@ async fn join(s: &mut Scope<'_>, control_plane: bool) -> Result<Action, Error> {
             .map(|k| k.cert.clone())
             .unwrap_or_default();
         let bt = &mut spec.join_configuration.discovery.bootstrap_token;
-        if bt.ca_cert_hashes.as_ref().is_none_or(Vec::is_empty) {
-            bt.ca_cert_hashes = crate::pki::ca_cert_hashes(&ca_pem).ok().filter(|h| !h.is_empty());
-        }
-        if bt.api_server_endpoint.is_empty() {
-            match s.cluster.spec.control_plane_endpoint.as_ref().and_then(endpoint_string) {
-                Some(e) => bt.api_server_endpoint = e,
-                None => {
-                    info!("waiting for Cluster.spec.controlPlaneEndpoint");
-                    return Ok(Action::requeue(WAIT_FOR_ENDPOINT));
-                }
+        match crate::discovery::default_bootstrap_token(bt, &s.cluster, &ca_pem) {
+            Ok(()) => {}
+            Err(crate::discovery::TokenDiscoveryError::NoEndpoint) => {
+                info!("waiting for Cluster.spec.controlPlaneEndpoint");
+                return Ok(Action::requeue(WAIT_FOR_ENDPOINT));
             }
+            Err(e) => return Err(Error::Discovery(e)),
         }
         if bt.token.is_empty() {
             let workload = token::workload_client(s.ctx, &s.cluster).await?;
             bt.token = token::create_token(&workload, s.ctx.opts.token_ttl).await?;
             info!("created bootstrap token in the workload cluster");
-        }
-        if bt.ca_cert_hashes.is_none() {
-            bt.unsafe_skip_ca_verification = Some(true);
         }
     }
     if control_plane && spec.join_configuration.control_plane.is_none() {

@@ -63,6 +63,12 @@ impl StatusBuilder {
         self.set_v1beta1(type_, "False", Some(v1_reason), Some(severity), Some(message));
     }
 
+    /// A failure the user can act on, with its own reason.
+    pub fn failed(&mut self, type_: &str, reason: &str, message: &str, v1_reason: &str) {
+        self.set(NewCondition::falsy(type_, reason, message));
+        self.set_v1beta1(type_, "False", Some(v1_reason), Some("Warning"), Some(message));
+    }
+
     /// An unexpected error: status Unknown, details only in the controller's logs.
     pub fn internal_error(&mut self, type_: &str, v1_reason: &str) {
         self.set(NewCondition::new(

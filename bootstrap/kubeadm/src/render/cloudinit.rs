@@ -68,9 +68,32 @@ pub enum DocumentKind {
     JoinWorker,
 }
 
+/// Files may hold secrets (contentFrom), users their passwords and the kubeadm documents the
+/// bootstrap token: `Debug` names them and shows sizes only.
+impl std::fmt::Debug for CloudInitInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use capstan_runtime::secret::Redacted;
+        f.debug_struct("CloudInitInput")
+            .field("certificates", &self.certificates)
+            .field("files", &self.files.iter().map(|x| &x.path).collect::<Vec<_>>())
+            .field("boot_commands", &self.boot_commands.len())
+            .field("pre_kubeadm_commands", &self.pre_kubeadm_commands.len())
+            .field("post_kubeadm_commands", &self.post_kubeadm_commands.len())
+            .field("users", &self.users.iter().map(|u| &u.name).collect::<Vec<_>>())
+            .field("ntp", &self.ntp)
+            .field("disk_setup", &self.disk_setup)
+            .field("mounts", &self.mounts)
+            .field("verbosity", &self.verbosity)
+            .field("cluster_configuration", &Redacted(self.cluster_configuration.len()))
+            .field("init_configuration", &Redacted(self.init_configuration.len()))
+            .field("join_configuration", &Redacted(self.join_configuration.len()))
+            .finish()
+    }
+}
+
 /// Everything a cloud-config document is made of, already resolved: files have their content
 /// (contentFrom read, templates rendered), users their password.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct CloudInitInput {
     /// Certificates as node files (control-plane documents only).
     pub certificates: Vec<NodeFile>,
@@ -169,4 +192,33 @@ pub fn render(kind: DocumentKind, input: &CloudInitInput) -> Result<String, Rend
     Ok(ENV
         .get_template("cloud-config.yaml.j2")?
         .render(minijinja::value::Serde(&ctx))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10 §1: neither a private key in a node file nor a token in a kubeadm document may
+    /// show up in `Debug` output (a `{:?}` in a log line would publish it).
+    #[test]
+    fn debug_shows_no_key_or_token() {
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n";
+        let token = "abcdef.0123456789abcdef";
+        let input = CloudInitInput {
+            certificates: vec![NodeFile {
+                path: "/etc/kubernetes/pki/ca.key".into(),
+                permissions: "0600",
+                content: key.into(),
+            }],
+            join_configuration: format!("discovery:\n  bootstrapToken:\n    token: {token}\n"),
+            ..Default::default()
+        };
+        let shown = format!("{input:?} {:?}", input.certificates[0]);
+        assert!(!shown.contains("MIIEvQ") && !shown.contains("PRIVATE KEY"), "{shown}");
+        assert!(!shown.contains(token), "{shown}");
+        assert!(
+            shown.contains("/etc/kubernetes/pki/ca.key"),
+            "paths stay visible: {shown}"
+        );
+    }
 }

@@ -38,38 +38,7 @@ use session::Session;
 #[cfg(feature = "sim")]
 pub(crate) use session::sha256_hex;
 
-/// A string that never shows up in `Debug` output or logs.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    pub fn new(value: impl Into<String>) -> Self {
-        SecretString(value.into())
-    }
-
-    /// The secret itself; call only where it is put on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(value: String) -> Self {
-        SecretString(value)
-    }
-}
-
-impl From<&str> for SecretString {
-    fn from(value: &str) -> Self {
-        SecretString(value.to_string())
-    }
-}
+pub use capstan_runtime::secret::SecretString;
 
 /// `X-Auth-UserType`. The Alauda credential Secret says `interconnect` or `domain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
