@@ -16,8 +16,25 @@ pub struct Vcsim {
 
 impl Vcsim {
     pub fn start() -> anyhow::Result<Self> {
+        // The newest vcsim hack/testenv.sh built, unless CAPSTAN_VCSIM names one.
+        let from_cache = || {
+            let mut built: Vec<PathBuf> = std::fs::read_dir(capstan_localplane::cache_dir())
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("vcsim-v"))
+                })
+                .collect();
+            built.sort();
+            built.pop()
+        };
         let Some(bin) = std::env::var_os("CAPSTAN_VCSIM")
             .map(PathBuf::from)
+            .or_else(from_cache)
             .filter(|b| b.is_file())
         else {
             anyhow::bail!("vcsim not found: set CAPSTAN_VCSIM or run `eval \"$(hack/testenv.sh)\"`");

@@ -117,7 +117,7 @@ fn render_as(pki: &Path, host: &str, port: u16, role: Role, spec: Value, kind: O
     let machine: Machine = serde_json::from_value(json!({
         "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
         "metadata": {"name": "m", "namespace": "default", "labels": labels},
-        "spec": {"clusterName": "w1", "version": "v1.30.1", "bootstrap": {},
+        "spec": {"clusterName": "w1", "version": "v1.34.4", "bootstrap": {},
                  "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DcsMachine", "name": "m"}}
     }))
     .unwrap();

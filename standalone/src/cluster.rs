@@ -160,8 +160,27 @@ async fn reconcile(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
         phase = ClusterPhase::Provisioned;
     }
 
-    if endpoint_valid && cluster.spec.control_plane_ref.is_none() && !ensure_kubeconfig(cluster, ctx, &ns).await? {
-        requeue = Some(ctx.timing.wait);
+    if endpoint_valid && cluster.spec.control_plane_ref.is_none() {
+        let (condition, ready) = match ensure_kubeconfig(cluster, ctx, &ns).await? {
+            Kubeconfig::Ready => (NewCondition::truthy(KUBECONFIG_AVAILABLE, "Available"), true),
+            Kubeconfig::WaitingForCa(secret) => (
+                NewCondition::falsy(
+                    KUBECONFIG_AVAILABLE,
+                    "WaitingForClusterCA",
+                    format!("Waiting for Secret {secret}"),
+                ),
+                false,
+            ),
+            // The user's (or the bootstrap provider's) to fix: say what is wrong, retry slowly.
+            Kubeconfig::InvalidCa(message) => (
+                NewCondition::falsy(KUBECONFIG_AVAILABLE, "InvalidClusterCA", message),
+                false,
+            ),
+        };
+        conditions::set(&mut status.conditions, condition, cluster.meta().generation);
+        if !ready {
+            requeue = Some(ctx.timing.wait);
+        }
     }
 
     let cp_initialized = control_plane_initialized(cluster, ctx, &ns).await?;
@@ -242,31 +261,52 @@ fn failure_domains(infra: &DynamicObject) -> Option<Vec<FailureDomain>> {
     Some(list).filter(|l| !l.is_empty())
 }
 
+/// Whether the Cluster's admin kubeconfig exists (without a control-plane provider this
+/// controller writes it, as upstream does).
+const KUBECONFIG_AVAILABLE: &str = "KubeconfigAvailable";
+
+enum Kubeconfig {
+    Ready,
+    /// The cluster CA Secret (named) does not exist yet.
+    WaitingForCa(String),
+    /// The cluster CA Secret cannot sign a client certificate; the message says why.
+    InvalidCa(String),
+}
+
 /// Writes the admin kubeconfig when it does not exist, from the cluster CA the bootstrap provider
-/// generated. Returns false while the CA is not there yet.
-async fn ensure_kubeconfig(cluster: &Cluster, ctx: &Ctx, ns: &str) -> Result<bool, Error> {
+/// generated.
+async fn ensure_kubeconfig(cluster: &Cluster, ctx: &Ctx, ns: &str) -> Result<Kubeconfig, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let name = cluster.name_any();
     if secrets.get_opt(&kubeconfig_secret_name(&name)).await?.is_some() {
-        return Ok(true);
+        return Ok(Kubeconfig::Ready);
     }
     let ca_secret = Purpose::ClusterCa.secret_name(&name);
     let Some(ca) = secrets.get_opt(&ca_secret).await? else {
-        return Ok(false);
+        return Ok(Kubeconfig::WaitingForCa(ca_secret));
     };
     let data = ca.data.unwrap_or_default();
     let (Some(crt), Some(key)) = (data.get("tls.crt"), data.get("tls.key")) else {
-        return Err(Error::Pki(format!("secret {ca_secret} lacks tls.crt or tls.key")));
+        return Ok(Kubeconfig::InvalidCa(format!(
+            "Secret {ca_secret} lacks tls.crt or tls.key: the admin kubeconfig cannot be written"
+        )));
     };
     let Some(ep) = cluster.spec.control_plane_endpoint.as_ref() else {
-        return Ok(false);
+        return Ok(Kubeconfig::WaitingForCa(ca_secret));
     };
     let server = format!(
         "https://{}:{}",
         ep.host.as_deref().unwrap_or_default(),
         ep.port.unwrap_or(6443)
     );
-    let text = admin_kubeconfig(&name, &server, &crt.0, &key.0).map_err(|e| Error::Pki(e.to_string()))?;
+    let text = match admin_kubeconfig(&name, &server, &crt.0, &key.0) {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(Kubeconfig::InvalidCa(format!(
+                "Secret {ca_secret} holds no usable CA ({e}): the admin kubeconfig cannot be written"
+            )));
+        }
+    };
     let owner = capstan_api::owner::owner_reference(cluster, true).expect("a stored Cluster has a uid");
     let secret = kubeconfig_secret(&name, ns, &text, Some(owner));
     match secrets.create(&PostParams::default(), &secret).await {
@@ -274,7 +314,7 @@ async fn ensure_kubeconfig(cluster: &Cluster, ctx: &Ctx, ns: &str) -> Result<boo
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(true)
+    Ok(Kubeconfig::Ready)
 }
 
 /// Without a control-plane provider, the control plane is initialized once a control-plane

@@ -62,8 +62,6 @@ pub enum Error {
     External(#[from] ExternalError),
     #[error(transparent)]
     Workload(#[from] WorkloadError),
-    #[error("{0}")]
-    Pki(String),
 }
 
 impl Error {
@@ -72,7 +70,6 @@ impl Error {
             Error::Kube(_) => "KubeError",
             Error::External(_) => "ExternalRefError",
             Error::Workload(_) => "WorkloadClusterError",
-            Error::Pki(_) => "CertificateError",
         }
     }
 }

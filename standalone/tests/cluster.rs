@@ -39,16 +39,10 @@ fn infra_crd() -> CustomResourceDefinition {
     .unwrap()
 }
 
-async fn cluster(api: &Api<Cluster>) -> Cluster {
-    api.get("c1").await.unwrap()
-}
+type Running = tokio::task::JoinHandle<Result<(), capstan_runtime::BoxError>>;
 
-#[tokio::test]
-async fn cluster_follows_its_infrastructure_and_deletes_in_order() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info")
-        .with_test_writer()
-        .try_init();
+/// An API server with the CAPI CRDs and the test's InfraCluster kind, and the standalone core.
+async fn start() -> (TestEnv, kube::Client, CancellationToken, Running) {
     let env = TestEnv::start().await.unwrap();
     env.install_crds(&[infra_crd()]).await.unwrap();
     let client = env.client().await.unwrap();
@@ -63,6 +57,20 @@ async fn cluster_follows_its_infrastructure_and_deletes_in_order() {
         shutdown: shutdown.clone(),
     };
     let running = tokio::spawn(capstan_standalone::Standalone::default().run(ctx));
+    (env, client, shutdown, running)
+}
+
+async fn cluster(api: &Api<Cluster>) -> Cluster {
+    api.get("c1").await.unwrap()
+}
+
+#[tokio::test]
+async fn cluster_follows_its_infrastructure_and_deletes_in_order() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_test_writer()
+        .try_init();
+    let (_env, client, shutdown, running) = start().await;
 
     let clusters: Api<Cluster> = Api::namespaced(client.clone(), "default");
     let machines: Api<Machine> = Api::namespaced(client.clone(), "default");
@@ -281,4 +289,58 @@ async fn cluster_follows_its_infrastructure_and_deletes_in_order() {
         .expect("controllers stop on shutdown")
         .unwrap()
         .unwrap();
+}
+
+/// Issue 10 §3: a cluster CA Secret without `tls.key` used to fail every reconcile in backoff
+/// with nothing on the Cluster; now a condition says what is wrong and the rest of the status is
+/// still written.
+#[tokio::test]
+async fn an_unusable_cluster_ca_is_a_condition() {
+    let (_env, client, shutdown, _running) = start().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "c2-ca"},
+                "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nnot really\n-----END CERTIFICATE-----\n"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), "default");
+    let c: Cluster = serde_json::from_value(json!({
+        "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+        "metadata": {"name": "c2", "namespace": "default"},
+        "spec": {"controlPlaneEndpoint": {"host": "10.0.0.9", "port": 6443}}
+    }))
+    .unwrap();
+    clusters.create(&PostParams::default(), &c).await.unwrap();
+    let says = |c: &Cluster| {
+        conditions::get(
+            &c.status.as_ref().and_then(|s| s.conditions.clone()),
+            "KubeconfigAvailable",
+        )
+        .is_some_and(|k| {
+            k.status == "False"
+                && k.reason == "InvalidClusterCA"
+                && k.message.contains("c2-ca lacks tls.crt or tls.key")
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || async {
+            says(&clusters.get("c2").await.unwrap())
+        })
+        .await,
+        "{:?}",
+        clusters.get("c2").await.unwrap().status
+    );
+    let status = clusters.get("c2").await.unwrap().status.unwrap();
+    assert_eq!(
+        status.phase,
+        Some(ClusterPhase::Provisioned),
+        "the rest of the status is still written"
+    );
+    shutdown.cancel();
 }

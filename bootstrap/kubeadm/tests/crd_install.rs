@@ -67,11 +67,10 @@ async fn crds_install_and_validate() {
     .unwrap();
     assert_eq!(typed.get("nospec").await.unwrap().spec, Default::default());
 
-    // A 1.20 server names list items without their index (`spec.files.encoding`).
     let invalid = [
         (
             json!({"files": [{"path": "/a", "encoding": "rot13"}]}),
-            "spec.files.encoding",
+            "spec.files[0].encoding",
         ),
         (
             json!({"clusterConfiguration": {"encryptionAlgorithm": "DSA"}}),
@@ -81,7 +80,7 @@ async fn crds_install_and_validate() {
             json!({"clusterConfiguration": {"caCertificateValidityPeriodDays": 0}}),
             "spec.clusterConfiguration.caCertificateValidityPeriodDays",
         ),
-        (json!({"files": [{"content": "no path"}]}), "spec.files.path"),
+        (json!({"files": [{"content": "no path"}]}), "spec.files[0].path"),
         (json!({"clusterConfiguration": {}}), "spec.clusterConfiguration"),
         (json!({"format": "yaml"}), "spec.format"),
     ];

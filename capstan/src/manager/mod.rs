@@ -44,8 +44,10 @@ pub struct ManagerArgs {
     /// Address of /healthz and /readyz (`:8081`, `127.0.0.1:8081`, or `0` to disable).
     #[arg(long, default_value = ":8081")]
     pub health_probe_bind_address: String,
-    /// Address of /metrics (`:8080`, `127.0.0.1:8080`, or `0` to disable).
-    #[arg(long, default_value = ":8080")]
+    /// Address of /metrics (`127.0.0.1:8080`, `:8080`, or `0` to disable). Plain HTTP without
+    /// authentication, so loopback by default: expose it on purpose (a Service, a sidecar proxy)
+    /// rather than by accident.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub metrics_bind_address: String,
     /// Only reconcile objects in this namespace (all namespaces when empty).
     #[arg(long, default_value = "")]
@@ -284,5 +286,18 @@ mod tests {
         assert_eq!(parse_bind("127.0.0.1:9").unwrap(), Some("127.0.0.1:9".parse().unwrap()));
         assert_eq!(parse_bind("0").unwrap(), None);
         assert!(parse_bind("nonsense").is_err());
+    }
+
+    /// Issue 10 §6: unauthenticated metrics are served on loopback unless asked otherwise.
+    #[test]
+    fn metrics_listen_on_loopback_by_default() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            manager: ManagerArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["capstan", "--provider", "dcs"]).unwrap();
+        let addr = parse_bind(&cli.manager.metrics_bind_address).unwrap().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
     }
 }

@@ -8,6 +8,10 @@ use capstan_runtime::events::Events;
 use capstan_runtime::metrics::Metrics;
 use k8s_openapi::api::core::v1::ObjectReference;
 
+/// A cloud task that has not finished in this long is taken as hung (VRM's own clone timeout is
+/// of this order).
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 pub struct Ctx<P> {
     pub provider: Arc<P>,
     pub client: kube::Client,
@@ -19,6 +23,8 @@ pub struct Ctx<P> {
     pub poll_interval: Duration,
     /// How often a provisioned machine is checked against the cloud (out-of-band deletion).
     pub resync_interval: Duration,
+    /// How long a cloud operation may run before the core gives up on it.
+    pub operation_timeout: Duration,
 }
 
 impl<P> Ctx<P> {
@@ -34,6 +40,7 @@ impl<P> Ctx<P> {
             field_manager,
             poll_interval: Duration::from_secs(2),
             resync_interval: Duration::from_secs(300),
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
         }
     }
 

@@ -31,6 +31,7 @@ pub struct LifecycleProvider<P> {
     poll_interval: Option<Duration>,
     resync_interval: Option<Duration>,
     backoff: Option<(Duration, Duration)>,
+    operation_timeout: Option<Duration>,
 }
 
 impl<P: InfraProvider> LifecycleProvider<P> {
@@ -49,6 +50,7 @@ impl<P: InfraProvider> LifecycleProvider<P> {
             poll_interval: None,
             resync_interval: None,
             backoff: None,
+            operation_timeout: None,
         }
     }
 
@@ -62,6 +64,13 @@ impl<P: InfraProvider> LifecycleProvider<P> {
     /// CAPI's controllers). Tests that compress cloud latency compress this too.
     pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
         self.backoff = Some((base, max));
+        self
+    }
+
+    /// How long a cloud operation may run before it is given up on, reported and the instance
+    /// looked at afresh (default 30 min).
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = Some(timeout);
         self
     }
 
@@ -112,6 +121,7 @@ where
         let poll = self.poll_interval;
         let resync = self.resync_interval;
         let backoff = self.backoff;
+        let operation_timeout = self.operation_timeout;
         Box::pin(async move {
             let mut state = Ctx::new(provider, name, ctx.client.clone(), ctx.metrics.clone());
             if let Some(p) = poll {
@@ -119,6 +129,9 @@ where
             }
             if let Some(r) = resync {
                 state.resync_interval = r;
+            }
+            if let Some(t) = operation_timeout {
+                state.operation_timeout = t;
             }
             if let Some((base, max)) = backoff {
                 state.backoff = capstan_runtime::backoff::FailureBackoff::new(base, max);

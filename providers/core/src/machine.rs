@@ -115,10 +115,16 @@ where
         // Nothing here depends on the phase; say so and carry on rather than stop.
         warn!(machine = %owner.name, %phase, "the owner Machine has a phase this version does not know (a newer Cluster API?)");
     }
-    let cluster = match &machine {
-        Some(machine) => {
+    // A deleted owner Machine must not strand the VM: the InfraMachine's own cluster-name label
+    // still leads to the Cluster, and through it to the cloud (CAPV does the same).
+    let cluster_name = machine
+        .as_ref()
+        .map(|machine| machine.spec.cluster_name.clone())
+        .or_else(|| m.labels().get(capstan_api::contract::LABEL_CLUSTER_NAME).cloned());
+    let cluster = match cluster_name {
+        Some(name) => {
             Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&machine.spec.cluster_name)
+                .get_opt(&name)
                 .await?
         }
         None => None,
@@ -237,6 +243,24 @@ fn identity<K: Resource>(m: &K, cluster: &Cluster) -> InstanceIdentity {
     }
 }
 
+/// Whether `op` has run longer than `timeout`.
+fn expired(op: &PendingOperation, timeout: Duration) -> bool {
+    let started = op.started_at.0;
+    Timestamp::now()
+        .duration_since(started)
+        .try_into()
+        .is_ok_and(|elapsed: Duration| elapsed > timeout)
+}
+
+fn timed_out_message(op: &PendingOperation, timeout: Duration) -> String {
+    format!(
+        "{:?} operation {} did not finish within {}s; giving up on it and checking the instance again",
+        op.kind,
+        op.id,
+        timeout.as_secs()
+    )
+}
+
 fn pending(kind: OperationKind, op: Operation) -> PendingOperation {
     PendingOperation {
         kind,
@@ -299,6 +323,15 @@ where
     // An operation in flight is polled, never started again.
     if let Some(op) = status.operation.clone() {
         match provider.poll_operation(&scope, &op).await {
+            Ok(OperationState::Running) if expired(&op, ctx.operation_timeout) => {
+                // A hung cloud task must not keep the machine Provisioning for ever: drop it, say
+                // so, and look at the instance afresh after a backoff (every step is idempotent).
+                status.operation = None;
+                let message = timed_out_message(&op, ctx.operation_timeout);
+                waiting(&mut status, OPERATION_TIMED_OUT, message.clone(), generation);
+                ctx.event(&m.object_ref(&()), true, OPERATION_TIMED_OUT, message).await;
+                return Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))));
+            }
             Ok(OperationState::Running) => {
                 return Ok(Step::new(status, Some(ctx.poll_interval)));
             }
@@ -438,11 +471,6 @@ where
             );
             conditions::set(&mut status.conditions, NewCondition::truthy(READY, READY), generation);
             if !was_provisioned {
-                if let Err(e) = provider.after_provisioned(scope, instance).await {
-                    // Provisioned all the same; the clean-up is retried on the next pass.
-                    warn!(error = %e, "post-provisioning clean-up failed");
-                    return Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))));
-                }
                 ctx.event(
                     &m.object_ref(&()),
                     false,
@@ -451,18 +479,32 @@ where
                 )
                 .await;
             }
+            match clean_up_bootstrap(ctx, m, scope, instance, &mut status).await {
+                Ok(None) => {}
+                Ok(Some(again)) => return Ok(Step::new(status, Some(again))),
+                // Provisioned all the same; the clean-up is retried until it is done.
+                Err(delay) => return Ok(Step::failed(status, delay)),
+            }
             ctx.backoff.reset(&key(m));
             Ok(Step::new(status, None))
         }
         InstanceState::Stopped => {
-            let bootstrap = match bootstrap_data(ctx, &ns, secret_name).await? {
-                Ok(b) => b,
-                Err(message) => {
-                    waiting(&mut status, BOOTSTRAP_DATA_INVALID, message, generation);
-                    return Ok(Step::new(status, slow));
+            // Once it has run, its bootstrap data has been taken away and stays away.
+            let ran_before =
+                was_provisioned || conditions::get(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP).is_some();
+            let bootstrap = if ran_before {
+                None
+            } else {
+                match bootstrap_data(ctx, &ns, secret_name).await? {
+                    Ok(b) => Some(b),
+                    Err(message) => {
+                        waiting(&mut status, BOOTSTRAP_DATA_INVALID, message, generation);
+                        return Ok(Step::new(status, slow));
+                    }
                 }
             };
-            match provider.start_instance(scope, instance, &bootstrap).await {
+            let boot = bootstrap.as_ref().map(Boot::First).unwrap_or(Boot::Again);
+            match provider.start_instance(scope, instance, boot).await {
                 Ok(op) => {
                     status.operation = op.map(|op| pending(OperationKind::Start, op));
                     waiting(&mut status, INSTANCE_PROVISIONING, "Starting the instance", generation);
@@ -483,6 +525,62 @@ where
                 generation,
             );
             Ok(Step::new(status, Some(ctx.poll_interval)))
+        }
+    }
+}
+
+/// Runs the provider's bootstrap clean-up until it has succeeded once, recording the outcome in
+/// the `BootstrapDataCleanedUp` condition. `Ok(Some(_))`: in progress, look again after that
+/// long; `Err` carries the backoff before the next attempt.
+async fn clean_up_bootstrap<P>(
+    ctx: &Ctx<P>,
+    m: &P::Machine,
+    scope: &MachineScope<'_, P>,
+    instance: &Instance,
+    status: &mut InfraMachineStatus,
+) -> Result<Option<Duration>, Duration>
+where
+    P: InfraProvider,
+{
+    if conditions::is_true(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP) {
+        return Ok(None);
+    }
+    let generation = m.meta().generation;
+    match ctx.provider.clean_up_bootstrap(scope, instance).await {
+        Ok(Cleanup::Done) => {
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::truthy(BOOTSTRAP_DATA_CLEANED_UP, CLEANED_UP),
+                generation,
+            );
+            Ok(None)
+        }
+        Ok(Cleanup::InProgress) => {
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(
+                    BOOTSTRAP_DATA_CLEANED_UP,
+                    CLEANING_UP,
+                    "Removing the bootstrap data from the instance",
+                ),
+                generation,
+            );
+            Ok(Some(ctx.poll_interval))
+        }
+        Err(e) => {
+            let message = format!("Removing the bootstrap data from the instance failed, retrying: {e}");
+            warn!(error = %e, "bootstrap clean-up failed");
+            let first = !conditions::get(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP)
+                .is_some_and(|c| c.reason == CLEANUP_FAILED);
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, CLEANUP_FAILED, message.clone()),
+                generation,
+            );
+            if first {
+                ctx.event(&m.object_ref(&()), true, CLEANUP_FAILED, message).await;
+            }
+            Err(ctx.backoff.next_delay(&key(m)))
         }
     }
 }
@@ -546,7 +644,7 @@ where
     let Some(cluster) = cluster else {
         fail(
             &mut status,
-            "The owner Machine or Cluster is gone; cannot reach the cloud to delete the instance".into(),
+            "The Cluster is gone (neither the owner Machine nor the cluster.x-k8s.io/cluster-name label leads to one); cannot reach the cloud to delete the instance".into(),
         );
         write_status::<P>(ctx, api, m, status).await?;
         return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
@@ -570,6 +668,14 @@ where
     let provider = ctx.provider.as_ref();
     if let Some(op) = status.operation.clone() {
         match provider.poll_operation(&scope, &op).await {
+            Ok(OperationState::Running) if expired(&op, ctx.operation_timeout) => {
+                status.operation = None;
+                let message = timed_out_message(&op, ctx.operation_timeout);
+                fail(&mut status, message.clone());
+                ctx.event(&m.object_ref(&()), true, OPERATION_TIMED_OUT, message).await;
+                write_status::<P>(ctx, api, m, status).await?;
+                return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+            }
             Ok(OperationState::Running) => return Ok(Action::requeue(ctx.poll_interval)),
             Ok(OperationState::Succeeded) => status.operation = None,
             Ok(OperationState::Failed { message }) => {

@@ -141,6 +141,24 @@ impl BootstrapFormat {
     }
 }
 
+/// Where removing the bootstrap data from an instance stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    Done,
+    /// A step was started (a detach task); call again.
+    InProgress,
+}
+
+/// Why an instance is being started.
+#[derive(Clone, Copy, Debug)]
+pub enum Boot<'a> {
+    /// It has never run: deliver the bootstrap data with this start.
+    First(&'a BootstrapData),
+    /// It ran before (stopped by hand, a host failure, a restart): start it as it is. Its
+    /// bootstrap data was removed after provisioning and must not be delivered again.
+    Again,
+}
+
 /// What cluster infrastructure provides once it is up.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterInfra {
@@ -211,13 +229,13 @@ pub trait InfraProvider: Send + Sync + 'static {
         bootstrap: &BootstrapData,
     ) -> impl Future<Output = Result<Operation, Self::Error>> + Send;
 
-    /// Brings a created, stopped instance up with its bootstrap data. `None` when there is nothing
-    /// to do.
+    /// Brings a created, stopped instance up: on its first boot with the bootstrap data, later
+    /// without. `None` when there is nothing to do.
     fn start_instance(
         &self,
         scope: &MachineScope<'_, Self>,
         instance: &Instance,
-        bootstrap: &BootstrapData,
+        boot: Boot<'_>,
     ) -> impl Future<Output = Result<Option<Operation>, Self::Error>> + Send;
 
     /// Where an operation kept in status stands.
@@ -240,12 +258,16 @@ pub trait InfraProvider: Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// Called once the machine is provisioned (e.g. to remove a bootstrap volume).
-    fn after_provisioned(
+    /// Removes whatever delivered the bootstrap data (a volume, an uploaded image, guestinfo):
+    /// it holds join tokens and, on control-plane machines, the cluster's private keys. Called
+    /// once the instance runs, on every pass until it succeeds (the core records success in the
+    /// `BootstrapDataCleanedUp` condition), and again whenever that record is lost (a moved
+    /// cluster): it must be idempotent.
+    fn clean_up_bootstrap(
         &self,
         _scope: &MachineScope<'_, Self>,
         _instance: &Instance,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
-        async { Ok(()) }
+    ) -> impl Future<Output = Result<Cleanup, Self::Error>> + Send {
+        async { Ok(Cleanup::Done) }
     }
 }

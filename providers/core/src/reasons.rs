@@ -16,6 +16,13 @@ pub const INSTANCE_RUNNING: &str = "InstanceRunning";
 pub const WAITING_FOR_ADDRESSES: &str = "WaitingForAddresses";
 pub const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";
 pub const BOOTSTRAP_DATA_INVALID: &str = "BootstrapDataInvalid";
+/// Condition: what delivered the bootstrap data to the instance is gone.
+pub const BOOTSTRAP_DATA_CLEANED_UP: &str = "BootstrapDataCleanedUp";
+pub const CLEANED_UP: &str = "CleanedUp";
+pub const CLEANING_UP: &str = "CleaningUp";
+pub const CLEANUP_FAILED: &str = "CleanupFailed";
+/// A cloud operation ran longer than the operation timeout.
+pub const OPERATION_TIMED_OUT: &str = "OperationTimedOut";
 pub const DELETING: &str = "Deleting";
 pub const DELETION_FAILED: &str = "DeletionFailed";
 pub const READY: &str = "Ready";

@@ -91,6 +91,10 @@ impl InfraClusterSpec for DCSClusterSpec {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.ipHostnamePoolRef) || !has(self.nics[0].ipv4)",
+    "message": "set either nics[0].ipv4 or ipHostnamePoolRef, not both"
+}]))]
 pub struct DCSMachineSpec {
     /// `dcs://<vm uuid>`, set by the provider.
     #[serde(default, rename = "providerID", skip_serializing_if = "Option::is_none")]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use capstan_api::core::{MachineAddress, MachineAddressType};
 use capstan_lifecycle::status::PendingOperation;
 use capstan_lifecycle::{
-    BootstrapData, BootstrapFormat, CloudError, ClusterInfra, Credentials, InfraProvider, Instance, InstanceState,
-    MachineScope, Operation, OperationState,
+    Boot, BootstrapData, BootstrapFormat, Cleanup, CloudError, ClusterInfra, Credentials, InfraProvider, Instance,
+    InstanceState, MachineScope, Operation, OperationState,
 };
 use capstan_runtime::metrics::Metrics;
 use kube::ResourceExt;
@@ -156,6 +156,11 @@ impl DcsProvider {
         };
         Ok(self.pool.client(config)?)
     }
+}
+
+/// The name of the machine's bootstrap image in VRM storage.
+fn iso_name(scope: &MachineScope<'_, DcsProvider>) -> String {
+    format!("capstan-{}.iso", scope.identity.uid)
 }
 
 fn instance(vm: &Vm) -> Instance {
@@ -335,11 +340,15 @@ impl InfraProvider for DcsProvider {
         &self,
         scope: &MachineScope<'_, Self>,
         instance: &Instance,
-        bootstrap: &BootstrapData,
+        boot: Boot<'_>,
     ) -> Result<Option<Operation>, ProviderError> {
         let client = self.client(scope.cluster, scope.credentials)?;
         let vm = client.get_vm(&instance.id).await?;
-        if vm.cd_rom_status.as_deref() != Some("occupied") {
+        // A later start (stopped by hand, host failure) boots without the bootstrap volume: its
+        // join secrets were taken away after the first boot and stay away.
+        if let Boot::First(bootstrap) = boot
+            && vm.cd_rom_status.as_deref() != Some("occupied")
+        {
             // First the bootstrap volume, then (next pass) the power-on.
             let lease = self.pool_lease(scope).await?;
             let network_config = lease
@@ -357,9 +366,7 @@ impl InfraProvider for DcsProvider {
                 provider_id: Some(provider_id(&vm)),
             };
             let iso = seed.to_iso().map_err(|e| ProviderError::Iso(e.to_string()))?;
-            let uploaded = client
-                .upload_iso(&instance.id, &format!("capstan-{}.iso", scope.identity.uid), iso)
-                .await?;
+            let uploaded = client.upload_iso(&instance.id, &iso_name(scope), iso).await?;
             let task = client.attach_cdrom(&instance.id, &uploaded.device_path).await?;
             return Ok(Some(Operation {
                 id: task_id(&task.task_uri, &task.task_urn),
@@ -428,18 +435,20 @@ impl InfraProvider for DcsProvider {
         Ok(())
     }
 
-    async fn after_provisioned(
+    async fn clean_up_bootstrap(
         &self,
         scope: &MachineScope<'_, Self>,
         instance: &Instance,
-    ) -> Result<(), ProviderError> {
-        // The bootstrap volume holds join secrets: take it away once the machine is up.
-        // A reconcile working from a cache that has not seen the provisioned status yet comes here
-        // again: detach only what is still attached (a real VRM may refuse an empty drive).
+    ) -> Result<Cleanup, ProviderError> {
+        // The bootstrap volume holds join secrets: detach it, then delete the uploaded image from
+        // VRM storage. Each pass does what is left: detach only what is still attached (a real
+        // VRM may refuse an empty drive), and removing an image that is gone is success.
         let client = self.client(scope.cluster, scope.credentials)?;
         if client.get_vm(&instance.id).await?.cd_rom_status.as_deref() == Some("occupied") {
             client.detach_cdrom(&instance.id).await?;
+            return Ok(Cleanup::InProgress);
         }
-        Ok(())
+        client.remove_uploaded_iso(&instance.id, &iso_name(scope)).await?;
+        Ok(Cleanup::Done)
     }
 }

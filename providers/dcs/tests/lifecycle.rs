@@ -794,3 +794,132 @@ async fn a_machine_phase_from_a_newer_cluster_api_stops_nothing() {
         "kept as written"
     );
 }
+
+/// Issue 10 §3: an InfraMachine whose owner Machine is already gone still deletes its VM (the
+/// Cluster is found through its cluster-name label) instead of hanging on its finalizer.
+#[tokio::test]
+async fn a_machine_deleted_before_its_infra_machine_still_frees_the_vm() {
+    let w = World::start().await;
+    w.cluster("c1", PASSWORD).await;
+    w.mark_infrastructure_provisioned("c1").await;
+    let m = w.machine("c1", "lonely", "ubuntu-2204-tmpl", None).await;
+    let uid = m.metadata.uid.clone().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.dcs_machine("lonely").await.as_ref().is_some_and(provisioned)
+        })
+        .await
+    );
+    assert_eq!(vms_for(&w, &uid), 1);
+    let machines: Api<Machine> = Api::namespaced(w.client.clone(), "default");
+    machines.delete("lonely", &DeleteParams::default()).await.unwrap();
+    let dcs_machines: Api<DCSMachine> = Api::namespaced(w.client.clone(), "default");
+    dcs_machines.delete("lonely", &DeleteParams::default()).await.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.dcs_machine("lonely").await.is_none()
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("lonely").await.map(|m| m.status)
+    );
+    assert_eq!(vms_for(&w, &uid), 0, "the VM went with it");
+}
+
+/// Issue 10 §1: the bootstrap ISO (join token, and on control planes the cluster's private keys)
+/// does not outlive provisioning. A detach that fails once is retried until done; the uploaded
+/// image is deleted from VRM storage; a VM stopped and started again boots without it.
+#[tokio::test]
+async fn bootstrap_iso_is_detached_and_deleted_even_after_a_failure_and_never_comes_back() {
+    let w = World::start().await;
+    w.sim.state().update_knobs(|k| {
+        k.fail_next.insert("detach_cdrom".into(), 1);
+    });
+    w.cluster("c1", PASSWORD).await;
+    w.mark_infrastructure_provisioned("c1").await;
+    let m = w.machine("c1", "iso", "ubuntu-2204-tmpl", None).await;
+    let uid = m.metadata.uid.clone().unwrap();
+    let cleaned = |m: &DCSMachine| {
+        conditions::is_true(
+            &m.status.as_ref().and_then(|s| s.conditions.clone()),
+            "BootstrapDataCleanedUp",
+        )
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.dcs_machine("iso")
+                .await
+                .as_ref()
+                .is_some_and(|m| provisioned(m) && cleaned(m))
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("iso").await.map(|m| m.status)
+    );
+    assert!(
+        w.sim.state().call_count("detach_cdrom") >= 2,
+        "the failed detach was retried"
+    );
+    let vm = w
+        .sim
+        .state()
+        .vms()
+        .into_iter()
+        .find(|v| v.external_uuid.as_deref() == Some(&uid))
+        .unwrap();
+    assert_eq!(vm.cdrom, None, "nothing in the drive");
+    assert!(
+        !w.sim.state().uploaded_images().iter().any(|(id, _)| *id == vm.id),
+        "no uploaded image left for a provisioned machine: {:?}",
+        w.sim.state().uploaded_images()
+    );
+    let events = Api::<Event>::namespaced(w.client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("CleanupFailed")),
+        "the failed attempt was reported"
+    );
+
+    // Stopped by hand, started by the core again: no second upload, nothing attached.
+    let uploads_before = w.sim.state().call_count("apply_upload");
+    let mut cfg = capstan_dcs::DcsConfig::new(w.sim.url().clone(), "capstan", PASSWORD);
+    cfg.ca_bundle_pem = Some(w.sim.ca_pem().as_bytes().to_vec());
+    let client = capstan_dcs::DcsClient::new(cfg).unwrap();
+    client
+        .stop_vm(&vm.id, capstan_dcs::client::StopMode::Force)
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.sim
+                .state()
+                .vms()
+                .iter()
+                .any(|v| v.id == vm.id && v.status == "stopped")
+        })
+        .await
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.sim
+                .state()
+                .vms()
+                .iter()
+                .any(|v| v.id == vm.id && v.status == "running")
+        })
+        .await,
+        "the core starts the stopped VM again"
+    );
+    let vm = w.sim.state().vms().into_iter().find(|v| v.id == vm.id).unwrap();
+    assert_eq!(vm.cdrom, None, "the restarted VM has no bootstrap volume");
+    assert_eq!(
+        w.sim.state().call_count("apply_upload"),
+        uploads_before,
+        "nothing uploaded again"
+    );
+}

@@ -563,6 +563,24 @@ impl DcsClient {
             .await
     }
 
+    /// Deletes the image `file_name` uploaded for `vm` from VRM storage (detach it first); an
+    /// image that is gone already is success.
+    ///
+    /// **Unconfirmed, like the upload itself** (see [`DcsClient::upload_iso`]): assumed to be
+    /// `POST /service/sites/<S>/vms/<id>/action/removeUpload` `{"fileName": "<name>.iso"}` → 2xx.
+    pub async fn remove_uploaded_iso(&self, vm: &str, file_name: &str) -> Result<(), DcsError> {
+        let url = self.vm_url(vm, "/action/removeUpload").await?;
+        let body = json!({"fileName": file_name});
+        match self
+            .call::<serde_json::Value>("remove_upload", Method::POST, url, vm, Body::Json(&body))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Uploads an ISO image for `vm` and returns the device path to attach.
     ///
     /// **The shape must be confirmed on a real VRM.** Public sources only say that the Alauda

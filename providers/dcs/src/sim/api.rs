@@ -131,6 +131,16 @@ async fn enter(sh: &Sh, op: &str, h: &HeaderMap, site: Option<&str>) -> Result<(
             format!("site {site} does not exist"),
         ));
     }
+    if let Some(n) = w.knobs.fail_next.get_mut(op)
+        && *n > 0
+    {
+        *n -= 1;
+        return Err(fault(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INJECTED,
+            "Simulated internal error.",
+        ));
+    }
     let rate = w.knobs.error_rate;
     if w.roll(rate) {
         return Err(fault(
@@ -415,6 +425,7 @@ async fn vm_action(
         "attachCdrom" => "attach_cdrom",
         "detachCdrom" => "detach_cdrom",
         "applyUpload" => "apply_upload",
+        "removeUpload" => "remove_upload",
         _ => "unknown_action",
     };
     enter(&sh, op, &h, Some(&site)).await?;
@@ -440,6 +451,7 @@ async fn vm_action(
         "attach_cdrom" => attach_cdrom(&sh, &mut w, &vm, &body),
         "detach_cdrom" => detach_cdrom(&sh, &mut w, &vm),
         "apply_upload" => apply_upload(&sh, &mut w, &vm, &body),
+        "remove_upload" => remove_upload(&mut w, &vm, &body),
         _ => Err(fault(
             StatusCode::NOT_FOUND,
             codes::BAD_REQUEST,
@@ -837,6 +849,23 @@ fn apply_upload(sh: &Sh, w: &mut World, vm_id: &str, body: &Value) -> Answer {
         "uploadUri": format!("{}/sim-host/upload/{ticket}", sh.base_url),
         "devicePath": device_path,
     }))
+}
+
+/// The simulator's shape of deleting an uploaded image (see `DcsClient::remove_uploaded_iso`):
+/// gone already is success; an image still in the drive is refused.
+fn remove_upload(w: &mut World, vm_id: &str, body: &Value) -> Answer {
+    let file_name = body["fileName"].as_str().ok_or_else(|| bad("fileName is required"))?;
+    let path = format!("{vm_id}@{file_name}");
+    if w.vms.get(vm_id).and_then(|v| v.cdrom.as_deref()) == Some(path.as_str()) {
+        return Err(fault(
+            StatusCode::CONFLICT,
+            codes::BAD_REQUEST,
+            format!("{file_name} is attached to the VM's CD-ROM drive: detach it first"),
+        ));
+    }
+    w.uploads.remove(&path);
+    w.tickets.retain(|_, p| *p != path);
+    ok(json!({}))
 }
 
 async fn upload(State(sh): State<Sh>, Path(ticket): Path<String>, h: HeaderMap, body: Bytes) -> Answer {

@@ -104,6 +104,9 @@ pub struct SimKnobs {
     pub supported_versions: Option<Vec<String>>,
     /// The guest ignores ACPI: a `safe` stop task fails and the VM keeps running.
     pub ignore_safe_stop: bool,
+    /// Answer the next N requests of an operation (`detach_cdrom`, `remove_upload`, …) with an
+    /// injected HTTP 500, for tests of one failure at one step.
+    pub fail_next: BTreeMap<String, u32>,
 }
 
 impl Default for SimKnobs {
@@ -116,6 +119,7 @@ impl Default for SimKnobs {
             token_ttl: None,
             supported_versions: None,
             ignore_safe_stop: false,
+            fail_next: BTreeMap::new(),
         }
     }
 }
@@ -399,6 +403,16 @@ impl SimState {
 
     pub fn update_knobs(&self, f: impl FnOnce(&mut SimKnobs)) {
         f(&mut self.shared.lock().knobs);
+    }
+
+    /// Uploaded images the simulator still stores, as (VM id, file name).
+    pub fn uploaded_images(&self) -> Vec<(String, String)> {
+        self.shared
+            .lock()
+            .uploads
+            .values()
+            .map(|u| (u.vm_id.clone(), u.file_name.clone()))
+            .collect()
     }
 
     /// Adds a VM directly (no task), e.g. to create look-alike names for lookup tests.
