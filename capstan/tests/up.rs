@@ -114,6 +114,102 @@ async fn simulator_vms(mgmt: &Client, ready: &Ready) -> Vec<String> {
         .collect()
 }
 
+/// Issue 10 §1: no password, bootstrap token or private key the run created appears in any log
+/// line of the manager and simulators, in `up`'s output, in any Event or in the status of any
+/// Cluster API or provider object.
+async fn assert_no_secret_leaks(mgmt: &Client, workload: &Client, ready: &Ready, state: &Path, stdout: &str) {
+    let mut needles: Vec<(String, String)> = Vec::new();
+    let secrets = Api::<Secret>::namespaced(mgmt.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    for s in &secrets.items {
+        let data = s.data.clone().unwrap_or_default();
+        if s.name_any() == ready.credentials_secret {
+            needles.push((
+                "VRM password".into(),
+                String::from_utf8(data["authKey"].0.clone()).unwrap(),
+            ));
+        }
+        if let Some(key) = data.get("tls.key") {
+            // A line from the middle of the PEM body: a key printed in any form contains it.
+            let pem = String::from_utf8_lossy(&key.0).to_string();
+            let lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            needles.push((
+                format!("private key of {}", s.name_any()),
+                lines[lines.len() / 2].to_string(),
+            ));
+        }
+    }
+    let tokens = Api::<Secret>::namespaced(workload.clone(), "kube-system")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    for t in tokens
+        .items
+        .iter()
+        .filter(|t| t.type_.as_deref() == Some("bootstrap.kubernetes.io/token"))
+    {
+        let data = t.data.clone().unwrap_or_default();
+        let secret = String::from_utf8(data["token-secret"].0.clone()).unwrap();
+        needles.push((format!("bootstrap token {}", t.name_any()), secret));
+    }
+    assert!(
+        needles.iter().any(|(what, _)| what.starts_with("bootstrap token")),
+        "the run made tokens"
+    );
+    assert!(
+        needles
+            .iter()
+            .filter(|(what, _)| what.starts_with("private key"))
+            .count()
+            >= 4,
+        "{needles:?}"
+    );
+
+    let mut haystack = vec![("capstan up output".to_string(), stdout.to_string())];
+    for f in ["daemon.log", "consoles.json"] {
+        haystack.push((f.into(), std::fs::read_to_string(state.join(f)).unwrap_or_default()));
+    }
+    let events = Api::<k8s_openapi::api::events::v1::Event>::all(mgmt.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    haystack.push(("events".into(), serde_json::to_string(&events.items).unwrap()));
+    let core = |kind: &str, plural: &str| {
+        let gvk = GroupVersionKind::gvk("cluster.x-k8s.io", "v1beta2", kind);
+        Api::<DynamicObject>::namespaced_with(mgmt.clone(), NS, &ApiResource::from_gvk_with_plural(&gvk, plural))
+    };
+    let bootstrap = {
+        let gvk = GroupVersionKind::gvk("bootstrap.cluster.x-k8s.io", "v1beta2", "KubeadmConfig");
+        Api::<DynamicObject>::namespaced_with(
+            mgmt.clone(),
+            NS,
+            &ApiResource::from_gvk_with_plural(&gvk, "kubeadmconfigs"),
+        )
+    };
+    for (what, api) in [
+        ("Cluster", core("Cluster", "clusters")),
+        ("Machine", core("Machine", "machines")),
+        ("MachineSet", core("MachineSet", "machinesets")),
+        ("MachineDeployment", core("MachineDeployment", "machinedeployments")),
+        ("DCSCluster", infra(mgmt, "DCSCluster")),
+        ("DCSMachine", infra(mgmt, "DCSMachine")),
+        ("KubeadmConfig", bootstrap),
+    ] {
+        let list = api.list(&ListParams::default()).await.unwrap();
+        let statuses: Vec<_> = list.items.iter().map(|o| o.data["status"].clone()).collect();
+        haystack.push((format!("{what} status"), serde_json::to_string(&statuses).unwrap()));
+    }
+    assert!(haystack[1].1.len() > 1000, "the daemon log has lines to search");
+    for (what, needle) in &needles {
+        assert!(needle.len() >= 8, "{what}: too short to search for");
+        for (place, text) in &haystack {
+            assert!(!text.contains(needle.as_str()), "{what} leaked into {place}");
+        }
+    }
+}
+
 async fn client_for(kubeconfig: &Path) -> Client {
     capstan_runtime::install_crypto_provider();
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
@@ -180,6 +276,19 @@ async fn assert_nodes_match(mgmt: &Client, workload: &Client, cluster: &str, wan
             node.spec.as_ref().and_then(|s| s.provider_id.as_deref()),
             Some(infra_pid.as_str()),
             "Node {node_name}"
+        );
+        // As upstream's Machine controller does: the Node knows its Machine and the worker taint
+        // the bootstrap provider registered it with is gone (schedulable).
+        assert_eq!(
+            node.annotations().get("cluster.x-k8s.io/machine"),
+            Some(&m.name_any()),
+            "Node {node_name}: {:?}",
+            node.metadata.annotations
+        );
+        let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        assert!(
+            !taints.iter().any(|t| t.key == "node.cluster.x-k8s.io/uninitialized"),
+            "Node {node_name} is still uninitialized: {taints:?}"
         );
     }
 }
@@ -300,6 +409,8 @@ async fn up_builds_a_cluster_that_scales_rolls_out_deletes_and_down_leaves_nothi
     .unwrap();
     assert!(workers_settle(&mgmt, &workload, "e2e", 1, Some(4)).await, "rollout");
     assert_nodes_match(&mgmt, &workload, "e2e", 4).await;
+
+    assert_no_secret_leaks(&mgmt, &workload, &ready, &state, &stdout).await;
 
     // Deleting the Cluster removes every VM (their guest disks go with them), stops the workload
     // control plane and leaves no Secret the providers created.

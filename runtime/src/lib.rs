@@ -16,9 +16,9 @@ pub mod workload;
 
 pub use provider::{BoxError, Provider, ProviderContext, Scope};
 
-/// Selects rustls' crypto provider for the whole process. Both `ring` (kube) and `aws-lc-rs`
-/// (reqwest) end up in the dependency graph, and rustls refuses to guess between them; call this
-/// before creating any client. Idempotent.
+/// Selects rustls' crypto provider (ring, the only one in the graph) for the whole process:
+/// reqwest is built without one of its own and uses this default. Call it before creating any
+/// client; idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -16,6 +16,7 @@ mod external;
 mod machine;
 mod machinedeployment;
 mod machineset;
+pub mod node_sync;
 pub mod rollout;
 mod template;
 

@@ -353,7 +353,7 @@ async fn reconcile_node(
         Ok(c) => c,
         Err(e) => return unknown("WaitingForKubeconfig", e.to_string()),
     };
-    let nodes = match Api::<Node>::all(client).list(&ListParams::default()).await {
+    let nodes = match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
         Ok(list) => list.items,
         Err(e) => {
             return unknown(
@@ -405,6 +405,12 @@ async fn reconcile_node(
         .await;
     }
     status.node_ref = Some(MachineNodeReference { name: node.name_any() });
+    if machine.meta().deletion_timestamp.is_none()
+        && let Err(e) = crate::node_sync::sync(&client, machine, &node).await
+    {
+        // Retried on the next pass; a conflict only means the Node moved on meanwhile.
+        warn!(node = %node.name_any(), error = %e, "could not sync the Machine's labels and taints to its Node");
+    }
     if let Some(info) = node.status.as_ref().and_then(|s| s.node_info.as_ref())
         && let Ok(v) = serde_json::to_value(info)
     {

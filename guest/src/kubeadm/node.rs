@@ -31,6 +31,9 @@ pub struct KubeletView {
     pub address: Option<String>,
     pub kubelet_version: String,
     pub system_uuid: String,
+    /// `--register-with-taints`, which kubeadm derives from `nodeRegistration.taints` (a worker
+    /// join from the bootstrap provider carries `node.cluster.x-k8s.io/uninitialized`).
+    pub register_taints: Vec<Taint>,
 }
 
 impl KubeletView {
@@ -71,6 +74,7 @@ impl KubeletView {
             address: vm.ips.first().cloned(),
             kubelet_version: kubelet_version.to_string(),
             system_uuid: vm.uuid.clone(),
+            register_taints: reg.taints.clone().unwrap_or_default(),
         }
     }
 
@@ -80,9 +84,14 @@ impl KubeletView {
             addresses.insert(0, json!({"type": "InternalIP", "address": ip}));
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let taints: Vec<serde_json::Value> = self
+            .register_taints
+            .iter()
+            .map(|t| json!({"key": t.key, "value": t.value, "effect": t.effect}))
+            .collect();
         serde_json::from_value(json!({
             "metadata": {"name": self.record.name, "labels": self.labels},
-            "spec": {"providerID": self.record.provider_id},
+            "spec": {"providerID": self.record.provider_id, "taints": taints},
             "status": {
                 "conditions": [{
                     "type": "Ready", "status": "True", "reason": "KubeletReady",

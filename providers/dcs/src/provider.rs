@@ -66,6 +66,7 @@ impl CloudError for ProviderError {
             ProviderError::Pool(e) => e.reason(),
             ProviderError::Dcs(DcsError::Auth { .. }) => "AuthenticationFailed",
             ProviderError::Dcs(DcsError::Forbidden { .. }) => "PermissionDenied",
+            ProviderError::Dcs(DcsError::UntrustedUploadTarget { .. }) => "UploadTargetRejected",
             ProviderError::Dcs(e) if e.is_retryable() => "CloudUnavailable",
             ProviderError::Dcs(_) => "CloudAPIError",
         }

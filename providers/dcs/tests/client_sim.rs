@@ -444,6 +444,34 @@ async fn iso_upload_and_cdrom_attach() {
     let err = c.attach_cdrom(&cloned.uri, "i-00000001@other.iso").await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
     assert_eq!(sim.state().call_count("upload_iso"), 1);
+
+    // The image goes from VRM storage once detached; removing it again is no error.
+    assert_eq!(sim.state().uploaded_images().len(), 1);
+    c.remove_uploaded_iso(&cloned.uri, "cp-iso-cidata.iso").await.unwrap();
+    assert!(sim.state().uploaded_images().is_empty());
+    c.remove_uploaded_iso(&cloned.uri, "cp-iso-cidata.iso").await.unwrap();
+}
+
+/// Issue 10 §1: the upload carries the session token, so it goes only to VRM or a host in VRM's
+/// own inventory: an answer naming any other address is refused before a byte (or the token)
+/// is sent.
+#[tokio::test]
+async fn iso_upload_to_an_address_outside_the_inventory_is_refused() {
+    let sim = start_sim().await;
+    let c = client(&sim);
+    let template = c.find_template("ubuntu-2204-tmpl").await.unwrap();
+    let cloned = c.clone_vm(&template, &CloneSpec::new("cp-evil")).await.unwrap();
+    c.wait_task(&cloned.task(), POLL, WAIT).await.unwrap();
+    sim.state()
+        .update_knobs(|k| k.upload_base_override = Some("https://collector.example:8443".into()));
+    let err = c
+        .upload_iso(&cloned.uri, "cp-evil.iso", b"iso bytes".to_vec())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DcsError::UntrustedUploadTarget { .. }), "{err:?}");
+    assert!(err.to_string().contains("collector.example"), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(sim.state().call_count("upload_iso"), 0, "nothing was sent");
 }
 
 #[tokio::test]

@@ -140,7 +140,29 @@ pub struct Arg {
 }
 
 fn args_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    list_map_schema::<Arg>(generator, &["name", "value"], 1, 100)
+    unique_names(
+        list_map_schema::<Arg>(generator, &["name", "value"], 1, 100),
+        "extraArgs",
+    )
+}
+
+fn kubelet_args_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    unique_names(
+        list_map_schema::<Arg>(generator, &["name", "value"], 1, 100),
+        "kubeletExtraArgs",
+    )
+}
+
+/// Upstream's CEL rule on argument lists: a flag given twice is refused by the API server.
+fn unique_names(mut schema: schemars::Schema, field: &str) -> schemars::Schema {
+    schema.insert(
+        "x-kubernetes-validations".into(),
+        serde_json::json!([{
+            "rule": "self.all(x, self.exists_one(y, x.name == y.name))",
+            "message": format!("{field} name must be unique"),
+        }]),
+    );
+    schema
 }
 
 /// `corev1.EnvVar`, declared here because upstream's schema is that of a newer Kubernetes than
@@ -346,7 +368,7 @@ pub struct NodeRegistrationOptions {
     #[schemars(length(min = 0, max = 100))]
     pub taints: Option<Vec<Taint>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "args_schema")]
+    #[schemars(schema_with = "kubelet_args_schema")]
     pub kubelet_extra_args: Option<Vec<Arg>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 50), inner(length(min = 1, max = 512)))]

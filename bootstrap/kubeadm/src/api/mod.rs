@@ -281,6 +281,10 @@ pub struct DiskSetup {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.layout),has(self.diskLayout)].filter(x,x==true).size() == 1",
+    "message": "exactly one of the fields in [layout diskLayout] must be set"
+}]))]
 pub struct Partition {
     #[schemars(length(min = 1, max = 256))]
     pub device: String,
@@ -303,6 +307,10 @@ pub struct PartitionSpec {
     pub percentage: i32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(min = 1, max = 36))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^(Linux|LinuxSwap|LinuxRAID|LVM|Fat32|NTFS|LinuxExtended|[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})$')",
+        "message": "partitionType must be one of Linux, LinuxSwap, LinuxRAID, LVM, Fat32, NTFS, LinuxExtended or a full GPT partition GUID"
+    }]))]
     pub partition_type: String,
 }
 

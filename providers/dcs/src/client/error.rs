@@ -93,6 +93,13 @@ pub enum DcsError {
 
     #[error("invalid client configuration: {0}")]
     Config(String),
+
+    /// VRM named an upload address that is neither VRM itself nor a host of its inventory: the
+    /// session token is not sent there.
+    #[error(
+        "VRM asked for the bootstrap image to be uploaded to {target}, which is neither the VRM nor a host in its inventory: refusing to send the session token there"
+    )]
+    UntrustedUploadTarget { target: String },
 }
 
 impl DcsError {
@@ -116,7 +123,8 @@ impl DcsError {
             | DcsError::Decode { .. }
             | DcsError::TaskFailed { .. }
             | DcsError::Ambiguous { .. }
-            | DcsError::Config(_) => false,
+            | DcsError::Config(_)
+            | DcsError::UntrustedUploadTarget { .. } => false,
         }
     }
 

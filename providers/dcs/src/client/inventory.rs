@@ -30,6 +30,19 @@ struct Hosts {
 }
 
 #[derive(Deserialize)]
+struct HostAddresses {
+    #[serde(default)]
+    hosts: Vec<HostAddress>,
+}
+
+/// A host's management address, where VRM has clients push uploads.
+#[derive(Deserialize)]
+struct HostAddress {
+    #[serde(default)]
+    ip: String,
+}
+
+#[derive(Deserialize)]
 struct Datastores {
     #[serde(default)]
     datastores: Vec<InventoryItem>,
@@ -84,6 +97,21 @@ impl DcsClient {
             .append_pair("offset", "0");
         let list: Hosts = self.call("list_hosts", Method::GET, url, "hosts", Body::None).await?;
         exactly_one("find_host", format!("host {name:?}"), list.hosts, name)
+    }
+
+    /// The management addresses of the site's hosts (the first 100).
+    pub async fn host_addresses(&self) -> Result<Vec<String>, DcsError> {
+        let mut url = self.site_url("hosts").await?;
+        url.query_pairs_mut()
+            .append_pair("limit", "100")
+            .append_pair("offset", "0");
+        let list: HostAddresses = self.call("list_hosts", Method::GET, url, "hosts", Body::None).await?;
+        Ok(list
+            .hosts
+            .into_iter()
+            .map(|h| h.ip)
+            .filter(|ip| !ip.is_empty())
+            .collect())
     }
 
     pub async fn find_datastore(&self, name: &str) -> Result<InventoryItem, DcsError> {

@@ -166,6 +166,8 @@ impl DcsClient {
 
     /// Like [`DcsClient::new`], reporting every API call to `observer`.
     pub fn with_observer(config: DcsConfig, observer: Arc<dyn ApiObserver>) -> Result<Self, DcsError> {
+        // reqwest brings no crypto provider of its own: it uses the process default.
+        capstan_runtime::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout);
@@ -178,7 +180,10 @@ impl DcsClient {
             builder = builder.tls_certs_only(certs);
         }
         if config.insecure_skip_verify {
-            tracing::warn!(endpoint = %config.endpoint, "TLS certificate verification is disabled for VRM");
+            tracing::warn!(
+                vrm = config.endpoint.host_str().unwrap_or_default(),
+                "TLS certificate verification is disabled for VRM"
+            );
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         let http = builder
@@ -186,9 +191,10 @@ impl DcsClient {
             .map_err(|e| DcsError::Config(format!("building HTTP client: {e}")))?;
         let mut base = config.endpoint.clone();
         if base.cannot_be_a_base() {
+            // The endpoint comes from a Secret: name the problem, not the value.
             return Err(DcsError::Config(format!(
-                "endpoint {} is not a base URL",
-                config.endpoint
+                "the endpoint is not an https://host:port URL (scheme {:?})",
+                config.endpoint.scheme()
             )));
         }
         base.set_path("/");

@@ -603,10 +603,32 @@ impl DcsClient {
             .call("apply_upload", Method::POST, url, vm, Body::Json(&body))
             .await?;
         let put_url = self.url(&ticket.upload_uri)?;
+        self.check_upload_target(&put_url).await?;
         self.call_raw("upload_iso", Method::PUT, put_url, vm, iso).await?;
         Ok(UploadedIso {
             device_path: ticket.device_path,
         })
+    }
+
+    /// The upload carries the session token: it may go only to VRM itself or to one of the
+    /// hosts VRM's own inventory lists (on DCS the bytes go to the physical host's management
+    /// address, commonly port 8443), over HTTPS, never to whatever URL an answer names.
+    async fn check_upload_target(&self, url: &reqwest::Url) -> Result<(), DcsError> {
+        let base = &self.inner.base;
+        let target = || DcsError::UntrustedUploadTarget {
+            target: format!("{}://{}", url.scheme(), url.host_str().unwrap_or("")),
+        };
+        if url.scheme() != base.scheme() {
+            return Err(target());
+        }
+        let Some(host) = url.host_str() else {
+            return Err(target());
+        };
+        if Some(host) == base.host_str() || self.host_addresses().await?.iter().any(|ip| ip == host) {
+            Ok(())
+        } else {
+            Err(target())
+        }
     }
 
     async fn vm_url(&self, vm: &str, suffix: &str) -> Result<reqwest::Url, DcsError> {

@@ -846,7 +846,10 @@ fn apply_upload(sh: &Sh, w: &mut World, vm_id: &str, body: &Value) -> Answer {
     );
     w.tickets.insert(ticket.clone(), device_path.clone());
     ok(json!({
-        "uploadUri": format!("{}/sim-host/upload/{ticket}", sh.base_url),
+        "uploadUri": format!(
+            "{}/sim-host/upload/{ticket}",
+            w.knobs.upload_base_override.as_deref().unwrap_or(&sh.base_url)
+        ),
         "devicePath": device_path,
     }))
 }

@@ -107,6 +107,9 @@ pub struct SimKnobs {
     /// Answer the next N requests of an operation (`detach_cdrom`, `remove_upload`, …) with an
     /// injected HTTP 500, for tests of one failure at one step.
     pub fail_next: BTreeMap<String, u32>,
+    /// Base URL `applyUpload` names for the bytes instead of the simulator's own (a compromised
+    /// or misconfigured VRM pointing clients elsewhere).
+    pub upload_base_override: Option<String>,
 }
 
 impl Default for SimKnobs {
@@ -120,6 +123,7 @@ impl Default for SimKnobs {
             supported_versions: None,
             ignore_safe_stop: false,
             fail_next: BTreeMap::new(),
+            upload_base_override: None,
         }
     }
 }

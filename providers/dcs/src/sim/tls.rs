@@ -106,13 +106,12 @@ fn server_pki(ca: &X509, cert: &X509, key: &PKey<Private>) -> io::Result<Pki> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.private_key_to_pkcs8().map_err(other)?));
     // An explicit provider: the workspace links both ring and aws-lc-rs, and rustls refuses to
     // pick one on its own.
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(other)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(other)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(other)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(other)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Pki {
         ca_pem,
