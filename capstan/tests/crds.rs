@@ -144,14 +144,20 @@ async fn generated_crds_install_and_validate() {
 /// `spec.nics[0].ipv4.address` → `spec.nics.ipv4.address`: the samples name fields, not items.
 fn without_list_indices(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut in_index = false;
-    for c in message.chars() {
-        match c {
-            '[' => in_index = true,
-            ']' if in_index => in_index = false,
-            _ if in_index => {}
-            _ => out.push(c),
+    let mut rest = message;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find(']') {
+            Some(close) if close > 0 && after[..close].bytes().all(|b| b.is_ascii_digit()) => {
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = after;
+            }
         }
     }
+    out.push_str(rest);
     out
 }

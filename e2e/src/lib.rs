@@ -7,6 +7,7 @@
 //! default cache `~/.cache/capstan`).
 
 mod crds;
+pub mod fuzz;
 pub mod objects;
 mod testenv;
 mod vcsim;

@@ -90,6 +90,27 @@ fn walk(template: &str, f: &mut dyn FnMut(&str, Option<&str>) -> String) -> Resu
 mod tests {
     use super::*;
 
+    /// Issue 10 §3: templates come from users (`--template-dir`) and their variables from the
+    /// environment: no input may panic the substitution. Mutated templates for a bounded time.
+    #[test]
+    fn substitution_never_panics() {
+        let template = include_str!("../../../templates/dcs/cluster-template.yaml");
+        let vars = vars(&[
+            ("CLUSTER_NAME", "c1"),
+            ("NAMESPACE", ""),
+            ("KUBERNETES_VERSION", "v1.34.4"),
+        ]);
+        let report = capstan_e2e::fuzz::fuzz(
+            "envsubst",
+            &[template.as_bytes(), b"${A:=b} ${C:-} ${D=e} $$ ${F}"],
+            &[b"${", b"}", b":=", b":-", b"=", b"$", b"$$", b"${CLUSTER_NAME}", b"\\"],
+            |bytes| {
+                let _ = substitute(&String::from_utf8_lossy(bytes), &vars);
+            },
+        );
+        assert!(report.executions > 100, "{report:?}");
+    }
+
     fn vars(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }

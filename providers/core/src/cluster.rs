@@ -113,6 +113,12 @@ where
             return Ok(Action::requeue(ctx.backoff.next_delay(&key)));
         }
     };
+    if let Some(owner) = capstan_api::owner::owner_reference(c, false)
+        && let Err(e) = Credentials::adopt(&ctx.client, &ns, c.spec().credentials_secret(), owner).await
+    {
+        // Not fatal for provisioning; retried on the next pass.
+        warn!(error = %e, "could not add the owner reference and move label to the credentials Secret");
+    }
     match ctx.provider.ensure_cluster_infra(c, &creds).await {
         Ok(infra) => {
             if let Some(ep) = infra.control_plane_endpoint.filter(|e| e.is_valid())

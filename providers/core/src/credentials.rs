@@ -70,6 +70,49 @@ impl Credentials {
         Ok(Self { values })
     }
 
+    /// Makes the Secret `namespace/name` travel with the cluster: an owner reference to the
+    /// InfraCluster that uses it (several clusters may share one Secret; each adds its own,
+    /// none is the controller) and `clusterctl.cluster.x-k8s.io/move`, so that `clusterctl move`
+    /// carries it and garbage collection removes it after the last cluster. True when it patched.
+    pub async fn adopt(
+        client: &kube::Client,
+        namespace: &str,
+        name: &str,
+        owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> Result<bool, kube::Error> {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let Some(secret) = secrets.get_opt(name).await? else {
+            return Ok(false);
+        };
+        let mut owners = secret.metadata.owner_references.clone().unwrap_or_default();
+        let owned = owners.iter().any(|o| o.uid == owner.uid);
+        let labelled = secret
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(capstan_api::contract::LABEL_MOVE));
+        if owned && labelled {
+            return Ok(false);
+        }
+        if !owned {
+            owners.push(owner);
+        }
+        let patch = serde_json::json!({"metadata": {
+            // The owner list is replaced whole: only if nobody changed it meanwhile.
+            "resourceVersion": secret.metadata.resource_version,
+            "ownerReferences": owners,
+            "labels": {capstan_api::contract::LABEL_MOVE: ""},
+        }});
+        secrets
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(true)
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }

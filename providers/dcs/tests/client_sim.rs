@@ -489,6 +489,31 @@ async fn pool_shares_one_session() {
     assert!(matches!(rotated.login().await.unwrap_err(), DcsError::Auth { .. }));
 }
 
+/// Issue 10 §2: two InfraClusters with the same user but different TLS settings used to replace
+/// each other's client on every call (a login per call); evicted sessions were never logged out.
+#[tokio::test]
+async fn pool_keys_by_every_setting_and_logs_out_what_it_evicts() {
+    let sim = start_sim().await;
+    let pool = DcsClientPool::default();
+    let pinned = config(&sim, &SimConfig::default().password);
+    let mut other = pinned.clone();
+    other.request_timeout = pinned.request_timeout + std::time::Duration::from_secs(1);
+    for _ in 0..5 {
+        pool.client(pinned.clone()).unwrap().list_sites().await.unwrap();
+        pool.client(other.clone()).unwrap().list_sites().await.unwrap();
+    }
+    assert_eq!(sim.state().login_count(), 2, "one session per distinct setting, reused");
+    assert_eq!(pool.len(), 2);
+    assert_eq!(sim.state().active_sessions(), 2);
+    assert_eq!(pool.evict_idle(std::time::Duration::ZERO).await, 2);
+    assert!(pool.is_empty());
+    assert_eq!(
+        sim.state().active_sessions(),
+        0,
+        "evicted sessions are logged out on VRM"
+    );
+}
+
 #[tokio::test]
 async fn unsupported_api_version_is_terminal() {
     let sim = start_sim().await;

@@ -41,6 +41,8 @@ struct World {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     manager: Option<tokio::task::JoinHandle<Result<(), capstan_runtime::BoxError>>>,
+    /// `None`: the core's default (30 minutes).
+    operation_timeout: Option<Duration>,
 }
 
 impl World {
@@ -60,9 +62,17 @@ impl World {
             shutdown: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
             manager: None,
+            operation_timeout: None,
         };
         w.start_manager();
         w
+    }
+
+    /// Restarts the manager with another operation timeout.
+    async fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = Some(timeout);
+        self.crash_and_restart().await;
+        self
     }
 
     /// Runs the provider's controllers, as a manager process would.
@@ -76,10 +86,13 @@ impl World {
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
         };
-        let provider = capstan_dcs::lifecycle_provider()
+        let mut provider = capstan_dcs::lifecycle_provider()
             .with_poll_interval(Duration::from_millis(200))
             .with_resync_interval(Duration::from_secs(2))
             .with_backoff(Duration::from_millis(100), Duration::from_secs(3));
+        if let Some(t) = self.operation_timeout {
+            provider = provider.with_operation_timeout(t);
+        }
         self.manager = Some(tokio::spawn(provider.run(ctx)));
     }
 
@@ -922,4 +935,71 @@ async fn bootstrap_iso_is_detached_and_deleted_even_after_a_failure_and_never_co
         uploads_before,
         "nothing uploaded again"
     );
+}
+
+/// Issue 10 §2: the credentials Secret carries an owner reference to its DCSCluster and the
+/// clusterctl move label, so `clusterctl move` takes it along with the cluster.
+#[tokio::test]
+async fn credentials_secret_moves_with_its_cluster() {
+    let w = World::start().await;
+    w.cluster("c1", PASSWORD).await;
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), "default");
+    let dcs_cluster = w.dcs_cluster("c1").await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            let s = secrets.get("c1-creds").await.unwrap();
+            let owned = s.metadata.owner_references.unwrap_or_default().iter().any(|o| {
+                o.kind == "DCSCluster"
+                    && Some(&o.uid) == dcs_cluster.metadata.uid.as_ref()
+                    && o.controller != Some(true)
+            });
+            owned
+                && s.metadata
+                    .labels
+                    .unwrap_or_default()
+                    .contains_key("clusterctl.cluster.x-k8s.io/move")
+        })
+        .await,
+        "{:?}",
+        secrets.get("c1-creds").await.unwrap().metadata
+    );
+}
+
+/// Issue 10 §2: a cloud task that never finishes used to keep the machine Provisioning for ever
+/// (`startedAt` was never read). Past the operation timeout it is reported and given up on.
+#[tokio::test]
+async fn a_hung_clone_times_out_with_a_condition_and_an_event() {
+    let mut config = fast();
+    config.knobs.latency.clone = Duration::from_secs(3600);
+    let w = World::start_with(config)
+        .await
+        .with_operation_timeout(Duration::from_secs(2))
+        .await;
+    w.cluster("c1", PASSWORD).await;
+    w.mark_infrastructure_provisioned("c1").await;
+    w.machine("c1", "hung", "ubuntu-2204-tmpl", None).await;
+    // The condition says so until the next look at the instance; the Event stays.
+    let events: Api<Event> = Api::namespaced(w.client.clone(), "default");
+    let timed_out = || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("OperationTimedOut"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || async { timed_out().await.is_some() }).await,
+        "{:?}",
+        w.dcs_machine("hung").await.map(|m| m.status)
+    );
+    let note = timed_out().await.unwrap().message.unwrap_or_default();
+    assert!(
+        note.contains("Create operation") && note.contains("did not finish within 2s"),
+        "{note}"
+    );
+    let m = w.dcs_machine("hung").await.unwrap();
+    // Given up on, not forgotten: one VM only, found again by its identity.
+    assert_eq!(vms_for(&w, m.metadata.uid.as_deref().unwrap()), 1);
 }

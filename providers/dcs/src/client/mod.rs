@@ -35,7 +35,6 @@ pub use vm::{
 };
 
 use session::Session;
-#[cfg(feature = "sim")]
 pub(crate) use session::sha256_hex;
 
 pub use capstan_runtime::secret::SecretString;
@@ -331,10 +330,15 @@ impl DcsClient {
         raw: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Vec<u8>), DcsError> {
         let mut req = self.base_request(method, url).header("X-Auth-Token", token.expose());
+        // One Content-Type per request, for what the body is (VRM wants a charset on JSON).
         if let Some(raw) = raw {
             req = req.header("Content-Type", "application/octet-stream").body(raw);
         } else if let Body::Json(v) = body {
-            req = req.json(v);
+            let json = serde_json::to_vec(v).map_err(|e| DcsError::Decode {
+                operation,
+                message: format!("encoding the request: {e}"),
+            })?;
+            req = req.header("Content-Type", JSON_CONTENT_TYPE).body(json);
         }
         let resp = req
             .send()
@@ -354,9 +358,10 @@ impl DcsClient {
             .request(method, url)
             .header("Accept", self.inner.config.accept_header())
             .header("Accept-Language", &self.inner.config.accept_language)
-            .header("Content-Type", "application/json; charset=UTF-8")
     }
 }
+
+pub(crate) const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 
 fn decode<T: DeserializeOwned>(operation: &'static str, bytes: &[u8]) -> Result<T, DcsError> {
     // Some actions answer 200 with an empty body; treat it as JSON null so `()`/Option decode.

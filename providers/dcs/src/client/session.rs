@@ -115,6 +115,7 @@ impl DcsClient {
         let url = self.url("/service/session")?;
         let mut req = self
             .base_request(Method::POST, url)
+            .header("Content-Type", super::JSON_CONTENT_TYPE)
             .header("X-Auth-User", &cfg.username)
             .header("X-Auth-UserType", cfg.user_type.header_value());
         req = match cfg.password_encoding {

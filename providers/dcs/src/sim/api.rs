@@ -112,6 +112,15 @@ async fn enter(sh: &Sh, op: &str, h: &HeaderMap, site: Option<&str>) -> Result<(
     }
     let mut w = sh.lock();
     check_version(&w, h)?;
+    // A request with two Content-Type headers is malformed (RFC 9110 §8.3); servers and proxies
+    // refuse or misread it, so the simulator refuses it.
+    if h.get_all("content-type").iter().count() > 1 {
+        return Err(fault(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_REQUEST,
+            "more than one Content-Type header",
+        ));
+    }
     let token_ok = header(h, "x-auth-token")
         .and_then(|t| w.tokens.get(t))
         .is_some_and(|issued| w.knobs.token_ttl.is_none_or(|ttl| issued.elapsed() < ttl));
