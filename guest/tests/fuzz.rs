@@ -102,12 +102,12 @@ fn cloud_config_and_jinja_never_panic() {
         &[CLOUD_CONFIG.as_bytes(), rendered.as_bytes()],
         YAML_TOKENS,
         |bytes| {
-            if let Ok(text) = render(bytes, &inst) {
-                if let Ok(cfg) = parse(&text) {
-                    for f in &cfg.write_files {
-                        let _ = f.decode();
-                        let _ = f.mode();
-                    }
+            if let Ok(text) = render(bytes, &inst)
+                && let Ok(cfg) = parse(&text)
+            {
+                for f in &cfg.write_files {
+                    let _ = f.decode();
+                    let _ = f.mode();
                 }
             }
             let _ = parse(&String::from_utf8_lossy(bytes));

@@ -43,7 +43,7 @@ fn built(cache: &Path) -> Vec<(u32, u32, PathBuf)> {
             Some((minor, patch_of(&name, minor)?, e.path()))
         })
         .collect();
-    out.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    out.sort_by_key(|(minor, patch, _)| std::cmp::Reverse((*minor, *patch)));
     out
 }
 

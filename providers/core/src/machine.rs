@@ -570,8 +570,8 @@ where
         Err(e) => {
             let message = format!("Removing the bootstrap data from the instance failed, retrying: {e}");
             warn!(error = %e, "bootstrap clean-up failed");
-            let first = !conditions::get(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP)
-                .is_some_and(|c| c.reason == CLEANUP_FAILED);
+            let first = conditions::get(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP)
+                .is_none_or(|c| c.reason != CLEANUP_FAILED);
             conditions::set(
                 &mut status.conditions,
                 NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, CLEANUP_FAILED, message.clone()),

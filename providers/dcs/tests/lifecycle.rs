@@ -119,7 +119,7 @@ impl World {
 
     /// A cluster the way CAPI core leaves it: Cluster → DCSCluster (owned), credentials secret.
     async fn cluster(&self, name: &str, password: &str) {
-        self.cluster_at(name, &self.sim.url().to_string(), password).await
+        self.cluster_at(name, self.sim.url().as_ref(), password).await
     }
 
     /// [`World::cluster`] with the credentials Secret's `endpoint` value given.
