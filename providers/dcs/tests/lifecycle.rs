@@ -223,6 +223,25 @@ impl World {
             .unwrap()
     }
 
+    /// The first Event with `reason`, if any.
+    async fn event(&self, reason: &str) -> Option<Event> {
+        Api::<Event>::namespaced(self.client.clone(), "default")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some(reason))
+    }
+
+    /// Waits until the simulator's VM `id` is in `status`.
+    async fn vm_reaches(&self, id: &str, status: &str) -> bool {
+        wait_for(Duration::from_secs(60), || async {
+            self.sim.state().vms().iter().any(|v| v.id == id && v.status == status)
+        })
+        .await
+    }
+
     async fn machine_reason(&self, name: &str) -> Option<String> {
         let m = self.dcs_machine(name).await?;
         conditions::get(&m.status?.conditions, "InstanceProvisioned").map(|c| c.reason.clone())
@@ -886,15 +905,8 @@ async fn bootstrap_iso_is_detached_and_deleted_even_after_a_failure_and_never_co
         "no uploaded image left for a provisioned machine: {:?}",
         w.sim.state().uploaded_images()
     );
-    let events = Api::<Event>::namespaced(w.client.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .unwrap();
     assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("CleanupFailed")),
+        w.event("CleanupFailed").await.is_some(),
         "the failed attempt was reported"
     );
 
@@ -907,25 +919,9 @@ async fn bootstrap_iso_is_detached_and_deleted_even_after_a_failure_and_never_co
         .stop_vm(&vm.id, capstan_dcs::client::StopMode::Force)
         .await
         .unwrap();
+    assert!(w.vm_reaches(&vm.id, "stopped").await);
     assert!(
-        wait_for(Duration::from_secs(30), || async {
-            w.sim
-                .state()
-                .vms()
-                .iter()
-                .any(|v| v.id == vm.id && v.status == "stopped")
-        })
-        .await
-    );
-    assert!(
-        wait_for(Duration::from_secs(60), || async {
-            w.sim
-                .state()
-                .vms()
-                .iter()
-                .any(|v| v.id == vm.id && v.status == "running")
-        })
-        .await,
+        w.vm_reaches(&vm.id, "running").await,
         "the core starts the stopped VM again"
     );
     let vm = w.sim.state().vms().into_iter().find(|v| v.id == vm.id).unwrap();
@@ -979,22 +975,15 @@ async fn a_hung_clone_times_out_with_a_condition_and_an_event() {
     w.mark_infrastructure_provisioned("c1").await;
     w.machine("c1", "hung", "ubuntu-2204-tmpl", None).await;
     // The condition says so until the next look at the instance; the Event stays.
-    let events: Api<Event> = Api::namespaced(w.client.clone(), "default");
-    let timed_out = || async {
-        events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|e| e.reason.as_deref() == Some("OperationTimedOut"))
-    };
     assert!(
-        wait_for(Duration::from_secs(60), || async { timed_out().await.is_some() }).await,
+        wait_for(Duration::from_secs(60), || async {
+            w.event("OperationTimedOut").await.is_some()
+        })
+        .await,
         "{:?}",
         w.dcs_machine("hung").await.map(|m| m.status)
     );
-    let note = timed_out().await.unwrap().message.unwrap_or_default();
+    let note = w.event("OperationTimedOut").await.unwrap().message.unwrap_or_default();
     assert!(
         note.contains("Create operation") && note.contains("did not finish within 2s"),
         "{note}"
