@@ -323,6 +323,7 @@ impl World {
                 watch_filter: None,
             },
             metrics: metrics.clone(),
+            concurrency: Default::default(),
             shutdown: stop.clone(),
         };
         let managers = Managers::start(ctx);

@@ -9,12 +9,13 @@ pub mod backoff;
 pub mod events;
 pub mod finalizer;
 pub mod metrics;
+pub mod predicate;
 pub mod preflight;
 mod provider;
 pub mod secret;
 pub mod workload;
 
-pub use provider::{BoxError, Provider, ProviderContext, Scope};
+pub use provider::{BoxError, Concurrency, Provider, ProviderContext, Scope};
 
 /// Selects rustls' crypto provider (ring, the only one in the graph) for the whole process:
 /// reqwest is built without one of its own and uses this default. Call it before creating any

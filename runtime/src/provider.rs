@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -49,12 +50,36 @@ fn capstan_label_selector(filter: Option<&str>) -> Option<String> {
         .map(|f| format!("cluster.x-k8s.io/watch-filter={f}"))
 }
 
+/// How many objects of each kind reconcile at once (`--dcsmachine-concurrency` and the like,
+/// as CAPI's and CAPV's managers have them). Keyed by the lowercase kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Concurrency(BTreeMap<String, u16>);
+
+impl Concurrency {
+    /// CAPI's default for every controller.
+    pub const DEFAULT: u16 = 10;
+
+    pub fn set(&mut self, kind: &str, n: u16) {
+        self.0.insert(kind.to_lowercase(), n.max(1));
+    }
+
+    pub fn of(&self, kind: &str) -> u16 {
+        self.0.get(&kind.to_lowercase()).copied().unwrap_or(Self::DEFAULT)
+    }
+
+    /// The kube-runtime controller configuration for `kind`.
+    pub fn controller_config(&self, kind: &str) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default().concurrency(self.of(kind))
+    }
+}
+
 /// Everything a provider's controllers get when the manager starts them.
 #[derive(Clone)]
 pub struct ProviderContext {
     pub client: Client,
     pub scope: Scope,
     pub metrics: Arc<Metrics>,
+    pub concurrency: Concurrency,
     /// Cancelled on SIGTERM/SIGINT or lost leadership: controllers finish in-flight reconciles
     /// and return.
     pub shutdown: CancellationToken,

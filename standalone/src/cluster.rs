@@ -37,6 +37,7 @@ pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
     let shutdown = ctx.shutdown.clone();
     Controller::new(clusters, ctx.scope.watcher_config())
+        .with_config(ctx.concurrency.controller_config("cluster"))
         // A control-plane Machine getting its node decides ControlPlaneInitialized.
         .watches(machines, ctx.scope.watcher_config(), |m: Machine| {
             let ns = m.namespace()?;

@@ -38,7 +38,8 @@ const NODE_DELETION_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
-    let controller = Controller::new(machines, ctx.scope.watcher_config());
+    let controller =
+        Controller::new(machines, ctx.scope.watcher_config()).with_config(ctx.concurrency.controller_config("machine"));
     controller::run(&ctx, state, CONTROLLER, controller, |m, c| async move {
         reconcile(&m, &c).await
     })

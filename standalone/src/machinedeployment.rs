@@ -35,7 +35,9 @@ const ROLLING_OUT: &str = "RollingOut";
 pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let deployments: Api<MachineDeployment> = ctx.scope.api(ctx.client.clone());
     let sets: Api<MachineSet> = ctx.scope.api(ctx.client.clone());
-    let controller = Controller::new(deployments, ctx.scope.watcher_config()).owns(sets, ctx.scope.watcher_config());
+    let controller = Controller::new(deployments, ctx.scope.watcher_config())
+        .with_config(ctx.concurrency.controller_config("machinedeployment"))
+        .owns(sets, ctx.scope.watcher_config());
     controller::run(&ctx, state, CONTROLLER, controller, |d, c| async move {
         reconcile(&d, &c).await
     })

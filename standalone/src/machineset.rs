@@ -30,7 +30,9 @@ const MACHINES_READY: &str = "MachinesReady";
 pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let sets: Api<MachineSet> = ctx.scope.api(ctx.client.clone());
     let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
-    let controller = Controller::new(sets, ctx.scope.watcher_config()).owns(machines, ctx.scope.watcher_config());
+    let controller = Controller::new(sets, ctx.scope.watcher_config())
+        .with_config(ctx.concurrency.controller_config("machineset"))
+        .owns(machines, ctx.scope.watcher_config());
     controller::run(&ctx, state, CONTROLLER, controller, |s, c| async move {
         reconcile(&s, &c).await
     })

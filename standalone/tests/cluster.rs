@@ -54,6 +54,7 @@ async fn start() -> (TestEnv, kube::Client, CancellationToken, Running) {
             watch_filter: None,
         },
         metrics: std::sync::Arc::new(Metrics::new()),
+        concurrency: Default::default(),
         shutdown: shutdown.clone(),
     };
     let running = tokio::spawn(capstan_standalone::Standalone::default().run(ctx));

@@ -183,6 +183,7 @@ async fn setup() -> (TestEnv, Fixture, CancellationToken) {
             watch_filter: None,
         },
         metrics: std::sync::Arc::new(Metrics::new()),
+        concurrency: Default::default(),
         shutdown: shutdown.clone(),
     };
     tokio::spawn(KubeadmBootstrapProvider::default().run(ctx));

@@ -166,6 +166,7 @@ async fn token_is_created_refreshed_and_authenticates() {
             watch_filter: None,
         },
         metrics: std::sync::Arc::new(Metrics::new()),
+        concurrency: Default::default(),
         shutdown: shutdown.clone(),
     }));
 

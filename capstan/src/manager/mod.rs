@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use capstan_runtime::metrics::Metrics;
 use capstan_runtime::preflight::check_crds;
-use capstan_runtime::{ProviderContext, Scope};
+use capstan_runtime::{Concurrency, ProviderContext, Scope};
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -63,10 +63,66 @@ pub struct ManagerArgs {
     /// How long in-flight reconciles may take to finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub graceful_shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub concurrency: ConcurrencyArgs,
     /// `--provider kubeadm`: lifetime of the bootstrap tokens created for joining machines
     /// (refreshed while the machine has not joined).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub bootstrap_token_ttl: Duration,
+}
+
+/// `--<kind>-concurrency`, as CAPI's and CAPV's managers name them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConcurrencyArgs {
+    /// How many DCSMachines reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub dcsmachine_concurrency: u16,
+    /// How many DCSClusters reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub dcscluster_concurrency: u16,
+    /// How many KubeadmConfigs reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub kubeadmconfig_concurrency: u16,
+    /// How many Clusters (standalone) reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub cluster_concurrency: u16,
+    /// How many Machines (standalone) reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub machine_concurrency: u16,
+    /// How many MachineSets (standalone) reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub machineset_concurrency: u16,
+    /// How many MachineDeployments (standalone) reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub machinedeployment_concurrency: u16,
+}
+
+impl Default for ConcurrencyArgs {
+    fn default() -> Self {
+        ConcurrencyArgs {
+            dcsmachine_concurrency: Concurrency::DEFAULT,
+            dcscluster_concurrency: Concurrency::DEFAULT,
+            kubeadmconfig_concurrency: Concurrency::DEFAULT,
+            cluster_concurrency: Concurrency::DEFAULT,
+            machine_concurrency: Concurrency::DEFAULT,
+            machineset_concurrency: Concurrency::DEFAULT,
+            machinedeployment_concurrency: Concurrency::DEFAULT,
+        }
+    }
+}
+
+impl ConcurrencyArgs {
+    fn to_concurrency(&self) -> Concurrency {
+        let mut c = Concurrency::default();
+        c.set("dcsmachine", self.dcsmachine_concurrency);
+        c.set("dcscluster", self.dcscluster_concurrency);
+        c.set("kubeadmconfig", self.kubeadmconfig_concurrency);
+        c.set("cluster", self.cluster_concurrency);
+        c.set("machine", self.machine_concurrency);
+        c.set("machineset", self.machineset_concurrency);
+        c.set("machinedeployment", self.machinedeployment_concurrency);
+        c
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -214,6 +270,7 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
             client: client.clone(),
             scope: scope.clone(),
             metrics: metrics.clone(),
+            concurrency: args.concurrency.to_concurrency(),
             shutdown: controllers.clone(),
         };
         let name = p.name();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use capstan_api::contract::LABEL_CLUSTER_NAME;
 use capstan_api::core::{Cluster, Machine};
 use capstan_runtime::backoff::ObjectKey;
+use capstan_runtime::predicate::ChangeFilter;
 use capstan_runtime::preflight::RequiredCrd;
 use capstan_runtime::{BoxError, ProviderContext};
 use futures::StreamExt;
@@ -157,14 +158,21 @@ where
     let controller_ = Controller::new(
         ctx.scope.api::<P::Machine>(ctx.client.clone()),
         ctx.scope.watcher_config(),
-    );
-    // A Cluster being paused, unpaused or provisioned wakes every InfraMachine labelled with it.
+    )
+    .with_config(ctx.concurrency.controller_config(&controller));
+    // A Cluster being paused, unpaused or provisioned wakes every InfraMachine labelled with it;
+    // its status churn (conditions, replica counts) wakes nobody.
     let store = controller_.store();
+    let cluster_changes = ChangeFilter::new(cluster_fields);
+    let machine_changes = ChangeFilter::new(machine_fields);
     controller_
         .watches(
             ctx.scope.api::<Cluster>(ctx.client.clone()),
             ctx.scope.watcher_config(),
             move |c: Cluster| {
+                if !cluster_changes.changed(&c) {
+                    return Vec::new();
+                }
                 let (name, ns) = (c.name_any(), c.namespace());
                 store
                     .state()
@@ -179,7 +187,7 @@ where
             ctx.scope.api::<Machine>(ctx.client.clone()),
             ctx.scope.watcher_config(),
             move |m: Machine| {
-                (m.spec.infrastructure_ref.kind == kind)
+                (m.spec.infrastructure_ref.kind == kind && machine_changes.changed(&m))
                     .then(|| ObjectRef::new(&m.spec.infrastructure_ref.name).within(&m.namespace().unwrap_or_default()))
             },
         )
@@ -217,16 +225,19 @@ where
     let controller = P::Cluster::kind(&()).to_lowercase();
     let kind = P::Cluster::kind(&()).to_string();
     let shutdown = ctx.shutdown.clone();
+    let cluster_changes = ChangeFilter::new(cluster_fields);
     Controller::new(
         ctx.scope.api::<P::Cluster>(ctx.client.clone()),
         ctx.scope.watcher_config(),
     )
+    .with_config(ctx.concurrency.controller_config(&controller))
     .watches(
         ctx.scope.api::<Cluster>(ctx.client.clone()),
         ctx.scope.watcher_config(),
         move |c: Cluster| {
             let r = c.spec.infrastructure_ref.as_ref()?;
-            (r.kind == kind).then(|| ObjectRef::new(&r.name).within(&c.namespace().unwrap_or_default()))
+            (r.kind == kind && cluster_changes.changed(&c))
+                .then(|| ObjectRef::new(&r.name).within(&c.namespace().unwrap_or_default()))
         },
     )
     .graceful_shutdown_on(async move { shutdown.cancelled().await })
@@ -251,6 +262,33 @@ where
     )
     .for_each(|_| async {})
     .await;
+}
+
+/// What the infrastructure controllers read of a Cluster: a change elsewhere wakes nothing.
+fn cluster_fields(c: &Cluster) -> (bool, bool, Option<String>, bool, Option<String>) {
+    (
+        c.is_paused(),
+        c.annotations().contains_key(capstan_api::contract::ANNOTATION_PAUSED),
+        c.spec.infrastructure_ref.as_ref().map(|r| r.name.clone()),
+        c.infrastructure_provisioned(),
+        c.spec
+            .control_plane_endpoint
+            .as_ref()
+            .map(|e| format!("{:?}:{:?}", e.host, e.port)),
+    )
+}
+
+/// What the InfraMachine controller reads of its owner Machine.
+fn machine_fields(m: &Machine) -> (String, String, Option<String>, String, Option<String>, bool, bool) {
+    (
+        m.spec.infrastructure_ref.kind.clone(),
+        m.spec.infrastructure_ref.name.clone(),
+        m.data_secret_name().map(str::to_string),
+        m.spec.cluster_name.clone(),
+        m.spec.failure_domain.clone(),
+        m.is_control_plane(),
+        m.annotations().contains_key(capstan_api::contract::ANNOTATION_PAUSED),
+    )
 }
 
 fn error_policy<P>(key: &ObjectKey, err: &Error, state: &Ctx<P>) -> Action {

@@ -314,6 +314,7 @@ where
         machine: m,
         credentials: &credentials,
         identity: identity(m, cluster),
+        known_instance: status.instance_id.clone(),
         failure_domain: machine.spec.failure_domain.clone(),
         control_plane: machine.is_control_plane(),
     };
@@ -336,6 +337,18 @@ where
                 return Ok(Step::new(status, Some(ctx.poll_interval)));
             }
             Ok(OperationState::Succeeded) => status.operation = None,
+            Ok(OperationState::Failed { message }) if op.kind == OperationKind::Cleanup => {
+                // The machine runs; only its clean-up failed, and is retried.
+                status.operation = None;
+                let message = format!("Removing the bootstrap data from the instance failed, retrying: {message}");
+                conditions::set(
+                    &mut status.conditions,
+                    NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, CLEANUP_FAILED, message.clone()),
+                    generation,
+                );
+                ctx.event(&m.object_ref(&()), true, CLEANUP_FAILED, message).await;
+                return Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))));
+            }
             Ok(OperationState::Failed { message }) => {
                 status.operation = None;
                 waiting(
@@ -555,7 +568,10 @@ where
             );
             Ok(None)
         }
-        Ok(Cleanup::InProgress) => {
+        Ok(step @ (Cleanup::InProgress | Cleanup::Started(_))) => {
+            if let Cleanup::Started(op) = step {
+                status.operation = Some(pending(OperationKind::Cleanup, op));
+            }
             conditions::set(
                 &mut status.conditions,
                 NewCondition::falsy(
@@ -662,6 +678,7 @@ where
         machine: m,
         credentials: &credentials,
         identity: identity(m, cluster),
+        known_instance: status.instance_id.clone(),
         failure_domain: None,
         control_plane: false,
     };

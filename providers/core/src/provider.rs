@@ -142,11 +142,13 @@ impl BootstrapFormat {
 }
 
 /// Where removing the bootstrap data from an instance stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cleanup {
     Done,
-    /// A step was started (a detach task); call again.
+    /// A step is under way without a handle to poll; call again.
     InProgress,
+    /// A long-running step started (a detach task): the core polls it, then calls again.
+    Started(Operation),
 }
 
 /// Why an instance is being started.
@@ -183,6 +185,10 @@ pub struct MachineScope<'a, P: InfraProvider + ?Sized> {
     pub machine: &'a P::Machine,
     pub credentials: &'a Credentials,
     pub identity: InstanceIdentity,
+    /// The cloud's id of the instance from an earlier pass (status), if any: a provider can
+    /// look it up directly instead of searching by identity. It may be stale (status restored
+    /// by hand, the instance deleted): the identity decides.
+    pub known_instance: Option<String>,
     /// `Machine.spec.failureDomain`, where the instance must be placed.
     pub failure_domain: Option<String>,
     /// Whether the owner Machine is a control-plane machine.

@@ -253,6 +253,16 @@ impl InfraProvider for DcsProvider {
 
     async fn find_instance(&self, scope: &MachineScope<'_, Self>) -> Result<Option<Instance>, ProviderError> {
         let client = self.client(scope.cluster, scope.credentials)?;
+        // A VM seen before is fetched directly (no search of the site on every pass), and only
+        // trusted while it still carries our identity.
+        if let Some(id) = &scope.known_instance {
+            match client.get_vm(id).await {
+                Ok(vm) if vm.external_uuid() == Some(scope.identity.uid.as_str()) => return Ok(Some(instance(&vm))),
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         // The identity stamped at clone time; the name alone could belong to someone else's VM.
         let vm = client.find_vm_by_external_uuid(&scope.identity.uid).await?;
         Ok(vm.as_ref().map(instance))
@@ -446,8 +456,10 @@ impl InfraProvider for DcsProvider {
         // VRM may refuse an empty drive), and removing an image that is gone is success.
         let client = self.client(scope.cluster, scope.credentials)?;
         if client.get_vm(&instance.id).await?.cd_rom_status.as_deref() == Some("occupied") {
-            client.detach_cdrom(&instance.id).await?;
-            return Ok(Cleanup::InProgress);
+            let task = client.detach_cdrom(&instance.id).await?;
+            return Ok(Cleanup::Started(Operation {
+                id: task_id(&task.task_uri, &task.task_urn),
+            }));
         }
         client.remove_uploaded_iso(&instance.id, &iso_name(scope)).await?;
         Ok(Cleanup::Done)

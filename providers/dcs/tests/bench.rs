@@ -132,6 +132,7 @@ async fn bench_200_machines() {
             watch_filter: None,
         },
         metrics: metrics.clone(),
+        concurrency: Default::default(),
         shutdown: shutdown.clone(),
     };
     // Default intervals: poll in-flight tasks every 2 s.

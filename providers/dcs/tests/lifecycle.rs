@@ -84,6 +84,7 @@ impl World {
                 watch_filter: None,
             },
             metrics: self.metrics.clone(),
+            concurrency: Default::default(),
             shutdown: self.shutdown.clone(),
         };
         let mut provider = capstan_dcs::lifecycle_provider()

@@ -17,6 +17,7 @@ use capstan_api::owner::{controller_owner, owner_machine, owner_reference};
 use capstan_runtime::ProviderContext;
 use capstan_runtime::backoff::FailureBackoff;
 use capstan_runtime::metrics::Metrics;
+use capstan_runtime::predicate::ChangeFilter;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -116,12 +117,40 @@ pub async fn run(ctx: ProviderContext, opts: Options) {
         opts,
         workload: Default::default(),
     });
-    let controller = Controller::new(configs, ctx.scope.watcher_config());
+    let controller = Controller::new(configs, ctx.scope.watcher_config())
+        .with_config(ctx.concurrency.controller_config("kubeadmconfig"));
     let store = controller.store();
     let shutdown = ctx.shutdown.clone();
+    // Status churn on Machines and Clusters (conditions, replica counts) wakes nobody: only the
+    // fields this controller reads do.
+    let machine_changes = ChangeFilter::new(|m: &Machine| {
+        (
+            m.spec.version.clone(),
+            m.data_secret_name().map(str::to_string),
+            m.is_control_plane(),
+            m.status.as_ref().is_some_and(|s| s.node_ref.is_some()),
+        )
+    });
+    let cluster_changes = ChangeFilter::new(|c: &Cluster| {
+        (
+            c.infrastructure_provisioned(),
+            capstan_api::conditions::is_true(
+                &c.status.as_ref().and_then(|s| s.conditions.clone()),
+                "ControlPlaneInitialized",
+            ),
+            is_paused(Some(c), c.meta()),
+            c.spec
+                .control_plane_endpoint
+                .as_ref()
+                .map(|e| format!("{:?}:{:?}", e.host, e.port)),
+        )
+    });
     controller
         // A Machine points at its config through spec.bootstrap.configRef.
-        .watches(machines, ctx.scope.watcher_config(), |m: Machine| {
+        .watches(machines, ctx.scope.watcher_config(), move |m: Machine| {
+            if !machine_changes.changed(&m) {
+                return None;
+            }
             let r = m.spec.bootstrap.config_ref.as_ref()?;
             let ns = m.namespace()?;
             (r.kind == "KubeadmConfig" && r.api_group == crate::api::GROUP)
@@ -130,6 +159,9 @@ pub async fn run(ctx: ProviderContext, opts: Options) {
         // Infrastructure becoming ready, pause and control-plane initialization all live on the
         // Cluster: wake every config of that cluster.
         .watches(clusters, ctx.scope.watcher_config(), move |c: Cluster| {
+            if !cluster_changes.changed(&c) {
+                return Vec::new();
+            }
             let ns = c.namespace();
             let name = c.name_any();
             store
