@@ -116,10 +116,12 @@ impl Manager {
                 "--leader-elect",
                 "--leader-election-namespace",
                 "default",
+                // Renewed every 3 s with 7 s to spare: a loaded machine never loses the lease
+                // by a late renewal; a killed leader is replaced within the 30 s the test waits.
                 "--leader-elect-lease-duration",
-                "4s",
+                "10s",
                 "--leader-elect-renew-grace",
-                "2s",
+                "7s",
                 "--health-probe-bind-address",
                 &format!("127.0.0.1:{health}"),
                 "--metrics-bind-address",

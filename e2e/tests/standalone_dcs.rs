@@ -639,10 +639,23 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
     let sampler = {
         let (client, min_ready, max_live, sampling) =
             (client.clone(), min_ready.clone(), max_live.clone(), sampling.clone());
+        // Event-driven: every change of a worker Machine is looked at (a timed sampler can
+        // miss a short dip below the availability floor).
         tokio::spawn(async move {
+            use futures::StreamExt;
+            use kube::runtime::{WatchStreamExt, reflector, watcher};
+            let api = Api::<Machine>::namespaced(client.clone(), NS);
+            let (store, writer) = reflector::store();
+            let config = watcher::Config::default().labels("cluster.x-k8s.io/deployment-name=md-0");
+            let events = watcher(api, config).default_backoff().reflect(writer).touched_objects();
+            futures::pin_mut!(events);
             let mut steps = Vec::new();
-            while !sampling.is_cancelled() {
-                let ws = workers(&client).await;
+            loop {
+                tokio::select! {
+                    _ = sampling.cancelled() => break,
+                    ev = events.next() => if ev.is_none() { break },
+                }
+                let ws = store.state();
                 let live = ws.iter().filter(|m| m.meta().deletion_timestamp.is_none()).count() as i32;
                 let r = ws.iter().filter(|m| ready(m)).count() as i32;
                 min_ready.fetch_min(r, Ordering::SeqCst);
@@ -650,7 +663,6 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
                 if steps.last() != Some(&(live, r)) {
                     steps.push((live, r));
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             steps
         })
@@ -706,7 +718,18 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The deployment has seen the pause before the scale request comes.
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            deployments
+                .get("md-0")
+                .await
+                .unwrap()
+                .status
+                .is_some_and(|s| conditions::is_true(&s.conditions, "Paused"))
+        })
+        .await
+    );
     scale(2).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(

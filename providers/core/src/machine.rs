@@ -427,8 +427,12 @@ where
 
     status.instance_id = Some(instance.id.clone());
     status.instance_state = Some(instance.raw_state.clone());
-    let provider_id =
-        (m.spec().provider_id() != Some(instance.provider_id.as_str())).then(|| instance.provider_id.clone());
+    // The providerID is set once the instance runs: it is also the record that the instance
+    // existed, so one that breaks before it ever ran can be replaced without looking deleted
+    // out of band.
+    let provider_id = (instance.state == InstanceState::Running
+        && m.spec().provider_id() != Some(instance.provider_id.as_str()))
+    .then(|| instance.provider_id.clone());
     let step = running_or_starting(ctx, m, &scope, &instance, status, secret_name).await;
     step.map(|mut s| {
         s.provider_id = provider_id;
@@ -526,6 +530,22 @@ where
                 Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
             }
         }
+        // Broken before it ever ran (a failed clone leaves such a VM with our identity): it
+        // can only be replaced. Delete it; the next pass, finding nothing, creates it again.
+        InstanceState::Failed(message) if !was_provisioned => {
+            let message = format!("The instance failed before it ever ran ({message}); deleting it to create it again");
+            waiting(&mut status, INSTANCE_PROVISIONING_FAILED, message.clone(), generation);
+            ctx.event(&m.object_ref(&()), true, INSTANCE_PROVISIONING_FAILED, message)
+                .await;
+            match provider.delete_instance(scope, instance).await {
+                Ok(op) => {
+                    status.operation = op.map(|op| pending(OperationKind::Delete, op));
+                    Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))))
+                }
+                Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
+            }
+        }
+        // A machine that ran and broke is reported; replacing it is remediation's call.
         InstanceState::Failed(message) => {
             waiting(&mut status, INSTANCE_PROVISIONING_FAILED, message.clone(), generation);
             Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))))

@@ -1,31 +1,54 @@
 //! Benchmark (reported figures, not pass/fail): many DCSMachines at once against the simulator
-//! with realistic task latency. Run with
-//! `cargo nextest run -p capstan-dcs --all-features --test bench --run-ignored only --no-capture`.
+//! with realistic task latency, the manager running as a separate `capstan manager` process so
+//! that its memory is measured alone. Build the binary first, then run:
+//!
+//! ```sh
+//! cargo build --release -p capstan      # or a debug build; CAPSTAN_BIN names another
+//! CAPSTAN_BENCH_MACHINES=1000 CAPSTAN_BENCH_IDLE_SECS=300 \
+//!   cargo nextest run -p capstan-dcs --all-features --test bench --run-ignored only --no-capture
+//! ```
+//!
+//! Prints `BENCH` lines: time to all provisioned against a single machine, the manager's peak
+//! RSS, VRM calls per machine by operation, API server writes per machine, and for the idle
+//! fleet afterwards the writes and VRM list calls over the idle window.
 
 #![cfg(feature = "sim")]
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use capstan_api::core::{Cluster, Machine};
 use capstan_dcs::api::{DCSCluster, DCSMachine};
-use capstan_dcs::sim::{SimConfig, Simulator};
+use capstan_dcs::sim::{SimConfig, SimHandle, Simulator};
 use capstan_e2e::objects::{apiserver_writes, create, owner_ref};
-use capstan_e2e::{TestEnv, wait_for};
-use capstan_runtime::metrics::Metrics;
-use capstan_runtime::{Provider, ProviderContext, Scope};
+use capstan_e2e::{ChildGuard, TestEnv, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
-/// Peak resident set of this process (the manager's controllers run in it), in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+/// Resources whose writes count as the manager's (the test's own creates are subtracted).
+const WRITTEN: &[&str] = &["dcsmachines", "dcsclusters", "events", "secrets"];
+
+fn capstan_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAPSTAN_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    ["release", "debug"]
+        .iter()
+        .map(|p| target.join(p).join("capstan"))
+        .find(|p| p.is_file())
+        .expect("build the manager first: cargo build --release -p capstan (or set CAPSTAN_BIN)")
+}
+
+/// Peak resident set of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb: f64 = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -58,7 +81,7 @@ async fn provision(client: &Client, n: usize, prefix: &str) -> Duration {
         .collect::<Vec<()>>()
         .await;
     let api: Api<DCSMachine> = Api::namespaced(client.clone(), "default");
-    let done = wait_for(Duration::from_secs(600), || async {
+    let done = wait_for(Duration::from_secs(1800), || async {
         let list = api
             .list(&ListParams::default().labels("cluster.x-k8s.io/cluster-name=bench"))
             .await
@@ -86,30 +109,13 @@ async fn provision(client: &Client, n: usize, prefix: &str) -> Duration {
     start.elapsed()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run explicitly"]
-async fn bench_200_machines() {
-    let n: usize = std::env::var("CAPSTAN_BENCH_MACHINES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let env = TestEnv::start().await.unwrap();
-    env.install_crds(&capstan_dcs::api::crds()).await.unwrap();
-    let client = env.client().await.unwrap();
-    // Default simulator latency (clone 2 s, boot 3 s); a DHCP range big enough for every VM (the
-    // default hands out 100 addresses, and a VM without an address never counts as provisioned).
-    let sim = Simulator::start(SimConfig {
-        dhcp_range: (Ipv4Addr::new(10, 100, 0, 10), Ipv4Addr::new(10, 100, 7, 250)),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    create::<Secret>(&client, json!({"metadata": {"name": "creds"}, "stringData": {"endpoint": sim.url().to_string(), "authUser": "capstan", "authKey": "Sim-Passw0rd!"}})).await;
-    let cluster: Cluster = create(&client, json!({
+async fn cluster(client: &Client, sim: &SimHandle) {
+    create::<Secret>(client, json!({"metadata": {"name": "creds"}, "stringData": {"endpoint": sim.url().to_string(), "authUser": "capstan", "authKey": "Sim-Passw0rd!"}})).await;
+    let cluster: Cluster = create(client, json!({
         "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"name": "bench"},
         "spec": {"infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSCluster", "name": "bench"}}
     })).await;
-    create::<DCSCluster>(&client, json!({
+    create::<DCSCluster>(client, json!({
         "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSCluster",
         "metadata": {"name": "bench", "ownerReferences": [owner_ref(&cluster)]},
         "spec": {"credentialsSecretRef": {"name": "creds"}, "controlPlaneEndpoint": {"host": "10.0.0.10", "port": 6443}, "tls": {"caBundle": sim.ca_pem()}}
@@ -122,47 +128,95 @@ async fn bench_200_machines() {
         )
         .await
         .unwrap();
+}
 
-    let metrics = Arc::new(Metrics::new());
-    let shutdown = CancellationToken::new();
-    let ctx = ProviderContext {
-        client: client.clone(),
-        scope: Scope {
-            namespace: Some("default".into()),
-            watch_filter: None,
-        },
-        metrics: metrics.clone(),
-        concurrency: Default::default(),
-        shutdown: shutdown.clone(),
-    };
-    // Default intervals: poll in-flight tasks every 2 s.
-    tokio::spawn(capstan_dcs::lifecycle_provider().run(ctx));
+fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly"]
+async fn bench_machines() {
+    let n: usize = std::env::var("CAPSTAN_BENCH_MACHINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let idle: u64 = std::env::var("CAPSTAN_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let env = TestEnv::start().await.unwrap();
+    env.install_crds(&capstan_dcs::api::crds()).await.unwrap();
+    let client = env.client().await.unwrap();
+    // Default simulator latency (clone 2 s, boot 3 s); a DHCP range big enough for every VM.
+    let sim = Simulator::start(SimConfig {
+        dhcp_range: (Ipv4Addr::new(10, 100, 0, 10), Ipv4Addr::new(10, 100, 7, 250)),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    cluster(&client, &sim).await;
+
+    let bin = capstan_bin();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["manager", "--provider", "dcs", "--namespace", "default"])
+        .args(["--health-probe-bind-address", "0", "--metrics-bind-address", "0"])
+        .arg("--kubeconfig")
+        .arg(env.kubeconfig_path())
+        .env("RUST_LOG", "warn");
+    let manager = ChildGuard::spawn("capstan-manager", cmd, &env.dir().join("manager.log")).unwrap();
+    let pid = manager.id();
 
     let single = provision(&client, 1, "single").await;
-    let calls_before: BTreeMap<String, u64> = sim.state().call_counts();
-    let writes_before = apiserver_writes(&client, &["dcsmachines"]).await;
+    let calls_before = sim.state().call_counts();
+    let writes_before = apiserver_writes(&client, WRITTEN).await;
     let many = provision(&client, n, "many").await;
-    let calls_after = sim.state().call_counts();
-    let writes = apiserver_writes(&client, &["dcsmachines"]).await - writes_before;
+    // The clean-up (detach, image removal) runs right after provisioning: let it finish.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let calls = delta(&sim.state().call_counts(), &calls_before);
+    // Minus what the test itself wrote: a Secret and a DCSMachine per machine.
+    let writes = apiserver_writes(&client, WRITTEN).await - writes_before - 2 * n as u64;
 
-    println!("BENCH machines={n}");
+    println!("BENCH manager={} machines={n}", bin.display());
     println!("BENCH single_machine_wall_s={:.2}", single.as_secs_f64());
     println!(
         "BENCH all_machines_wall_s={:.2} ratio={:.2}",
         many.as_secs_f64(),
         many.as_secs_f64() / single.as_secs_f64()
     );
-    println!("BENCH peak_rss_mib={:.1}", peak_rss_mib());
     println!("BENCH logins={}", sim.state().login_count());
-    for (op, after) in &calls_after {
-        let d = after - calls_before.get(op).copied().unwrap_or(0);
-        if d > 0 {
-            println!("BENCH dcs_calls_per_machine op={op} {:.2}", d as f64 / n as f64);
-        }
+    for (op, d) in &calls {
+        println!("BENCH dcs_calls_per_machine op={op} {:.2}", *d as f64 / n as f64);
     }
     println!(
-        "BENCH apiserver_writes_per_machine dcsmachines={:.2}",
+        "BENCH dcs_calls_per_machine total={:.2}",
+        calls.values().sum::<u64>() as f64 / n as f64
+    );
+    println!(
+        "BENCH apiserver_writes_per_machine {:.2} (resources {WRITTEN:?})",
         writes as f64 / n as f64
     );
-    shutdown.cancel();
+    if idle > 0 {
+        let calls_before = sim.state().call_counts();
+        let writes_before = apiserver_writes(&client, WRITTEN).await;
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let calls = delta(&sim.state().call_counts(), &calls_before);
+        let writes = apiserver_writes(&client, WRITTEN).await - writes_before;
+        println!("BENCH idle_secs={idle} apiserver_writes={writes}");
+        println!(
+            "BENCH idle_secs={idle} dcs_list_calls={}",
+            calls
+                .iter()
+                .filter(|(k, _)| k.starts_with("list_"))
+                .map(|(_, v)| v)
+                .sum::<u64>()
+        );
+        println!("BENCH idle_secs={idle} dcs_calls={calls:?}");
+    }
+    println!("BENCH manager_peak_rss_mib={:.1}", peak_rss_mib(pid));
+    drop(manager);
 }

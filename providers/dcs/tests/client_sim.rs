@@ -147,10 +147,10 @@ async fn expired_token_triggers_exactly_one_relogin() {
     }
     assert_eq!(sim.state().login_count(), 2);
 
-    // A token lifetime enforced by the server behaves the same.
-    sim.state()
-        .update_knobs(|k| k.token_ttl = Some(Duration::from_millis(50)));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A token lifetime enforced by the server behaves the same. Long enough that the re-login
+    // and the retried call fit in it on a loaded machine.
+    sim.state().update_knobs(|k| k.token_ttl = Some(Duration::from_secs(2)));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     c.list_sites().await.unwrap();
     assert_eq!(sim.state().login_count(), 3);
 }
@@ -179,7 +179,10 @@ async fn clone_start_and_static_ip() {
         }],
         ..CloneSpec::new("cp-1")
     };
+    // Slow enough that the task is still running when asked, however loaded the machine.
+    sim.state().update_knobs(|k| k.latency.clone = Duration::from_secs(3));
     let cloned = c.clone_vm(&template, &spec).await.unwrap();
+    sim.state().update_knobs(|k| k.latency.clone = fast().clone);
     assert!(cloned.urn.starts_with("urn:sites:3F7B07E2:vms:i-"), "{}", cloned.urn);
     assert!(cloned.task_uri.starts_with("/service/sites/3F7B07E2/tasks/"));
 
@@ -396,7 +399,48 @@ async fn failed_clone_task_is_reported() {
     let task = c.get_task(&cloned.task_uri).await.unwrap();
     assert_eq!(task.status(), TaskStatus::Failed);
     assert_eq!(task.progress, Some(100));
+    // As on VRM, the failed clone leaves a broken VM behind for the caller to delete.
+    let broken = c.find_vm_by_name("doomed").await.unwrap().expect("a broken VM");
+    assert_eq!(broken.status, "unknown");
+    let del = c.delete_vm(&broken.uri).await.unwrap();
+    c.wait_task(&del, POLL, WAIT).await.unwrap();
     assert!(c.find_vm_by_name("doomed").await.unwrap().is_none());
+}
+
+/// Issue 10 §5: the simulator refuses what VRM refuses, so the client cannot rely on leniency:
+/// deleting a running VM, cloning with zero CPUs, to an unknown location or datastore.
+#[tokio::test]
+async fn simulator_refuses_what_vrm_refuses() {
+    let sim = start_sim().await;
+    let c = client(&sim);
+    let template = c.find_template("ubuntu-2204-tmpl").await.unwrap();
+    let mut spec = CloneSpec::new("running");
+    spec.auto_boot = true;
+    let cloned = c.clone_vm(&template, &spec).await.unwrap();
+    c.wait_task(&cloned.task(), POLL, WAIT).await.unwrap();
+    eventually("running", || async {
+        c.get_vm(&cloned.uri).await.ok().filter(|v| v.status == "running")
+    })
+    .await;
+    let err = c.delete_vm(&cloned.uri).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err:?}");
+    assert!(err.to_string().contains("stop it before deleting it"), "{err}");
+
+    let mut zero = CloneSpec::new("zero");
+    zero.cpu = Some(0);
+    assert_eq!(c.clone_vm(&template, &zero).await.unwrap_err().status(), Some(400));
+    let mut nowhere = CloneSpec::new("nowhere");
+    nowhere.location = Some("urn:sites:S:clusters:999".into());
+    assert_eq!(c.clone_vm(&template, &nowhere).await.unwrap_err().status(), Some(404));
+    let mut no_ds = CloneSpec::new("nods");
+    no_ds.disks.push(capstan_dcs::client::DiskSpec {
+        sequence_num: 2,
+        size_gb: 10,
+        datastore_urn: Some("urn:sites:S:datastores:999".into()),
+        thin: true,
+    });
+    assert_eq!(c.clone_vm(&template, &no_ds).await.unwrap_err().status(), Some(404));
+    assert!(sim.state().vm_by_name("zero").is_none() && sim.state().vm_by_name("nods").is_none());
 }
 
 #[tokio::test]

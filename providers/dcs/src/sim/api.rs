@@ -345,7 +345,8 @@ async fn get_vm(State(sh): State<Sh>, Path((site, vm)): Path<(String, String)>, 
 
 async fn get_task(State(sh): State<Sh>, Path((site, task)): Path<(String, String)>, h: HeaderMap) -> Answer {
     enter(&sh, "get_task", &h, Some(&site)).await?;
-    let w = sh.lock();
+    let mut w = sh.lock();
+    w.purge_tasks();
     let t = task
         .parse::<u64>()
         .ok()
@@ -407,6 +408,15 @@ async fn delete_vm(State(sh): State<Sh>, Path((site, vm)): Path<(String, String)
     admit_task(&w)?;
     let lat = w.knobs.latency.delete;
     let v = w.vms.get_mut(&vm).ok_or_else(|| vm_not_found(&vm))?;
+    // VRM deletes stopped VMs only (NOVA stops first; a VM still being created cannot go).
+    if matches!(v.status.as_str(), "running" | "starting" | "creating" | "stopping") {
+        let status = v.status.clone();
+        return Err(fault(
+            StatusCode::CONFLICT,
+            codes::BAD_VM_STATE,
+            format!("The VM is {status}; stop it before deleting it."),
+        ));
+    }
     v.epoch += 1;
     let snapshot = v.clone();
     let task = w.new_task("DeleteVm", &snapshot, lat);
@@ -490,6 +500,21 @@ fn clone_vm(sh: &Sh, w: &mut World, template_id: &str, body: &Value) -> Answer {
         .as_u64()
         .or_else(|| cfg["memory"]["quantityMb"].as_u64())
         .unwrap_or(tmpl.memory_mb);
+    if cpu == 0 || memory_mb == 0 {
+        return Err(bad(
+            "vmConfig.cpu.quantity and vmConfig.memory.quantityMB must be positive",
+        ));
+    }
+    if let Some(location) = body["location"].as_str()
+        && location != w.cluster_urn()
+        && location != w.host_urn()
+    {
+        return Err(fault(
+            StatusCode::NOT_FOUND,
+            codes::BAD_REQUEST,
+            format!("location {location} is neither a cluster nor a host of this site"),
+        ));
+    }
     let mut disks = tmpl.disks.clone();
     if let Some(list) = cfg["disks"].as_array() {
         for d in list {
@@ -502,6 +527,13 @@ fn clone_vm(sh: &Sh, w: &mut World, template_id: &str, body: &Value) -> Answer {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| w.datastore_urn());
+            if ds != w.datastore_urn() {
+                return Err(fault(
+                    StatusCode::NOT_FOUND,
+                    codes::BAD_REQUEST,
+                    format!("datastore {ds} does not exist"),
+                ));
+            }
             match disks.iter_mut().find(|(s, _, _)| *s == seq) {
                 Some(existing) => {
                     if gb < existing.1 && seq == 1 {
@@ -619,8 +651,11 @@ fn clone_vm(sh: &Sh, w: &mut World, template_id: &str, body: &Value) -> Answer {
     let vm_id = id.clone();
     after(sh, lat.clone, move |w, sh| {
         if fail {
-            // A failed clone leaves nothing behind.
-            w.vms.remove(&vm_id);
+            // As on VRM, a failed clone leaves a broken VM behind, with the identity it was
+            // given: the caller must clean it up.
+            if let Some(v) = w.vms.get_mut(&vm_id) {
+                v.status = "unknown".into();
+            }
             w.finish_task(
                 task,
                 Some("Simulated clone failure: insufficient resources on the target host.".into()),

@@ -110,6 +110,8 @@ pub struct SimKnobs {
     /// Base URL `applyUpload` names for the bytes instead of the simulator's own (a compromised
     /// or misconfigured VRM pointing clients elsewhere).
     pub upload_base_override: Option<String>,
+    /// How long finished tasks stay queryable (then `GET` of the task is a 404, as on VRM).
+    pub task_retention: Duration,
 }
 
 impl Default for SimKnobs {
@@ -124,6 +126,7 @@ impl Default for SimKnobs {
             ignore_safe_stop: false,
             fail_next: BTreeMap::new(),
             upload_base_override: None,
+            task_retention: Duration::from_secs(600),
         }
     }
 }

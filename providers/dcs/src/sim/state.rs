@@ -81,6 +81,8 @@ pub(crate) struct SimTask {
     pub start_time: String,
     pub finish_time: Option<String>,
     pub reason_des: String,
+    /// When it reached a terminal state; VRM forgets finished tasks after a while.
+    pub finished: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -310,6 +312,7 @@ impl World {
                 expected,
                 start_time: now_string(),
                 finish_time: None,
+                finished: None,
                 reason_des: String::new(),
             },
         );
@@ -321,7 +324,14 @@ impl World {
             t.status = if failure.is_some() { "failed" } else { "success" };
             t.reason_des = failure.unwrap_or_default();
             t.finish_time = Some(now_string());
+            t.finished = Some(Instant::now());
         }
+    }
+
+    /// Forgets tasks finished longer than the retention ago, as VRM does.
+    pub fn purge_tasks(&mut self) {
+        let keep = self.knobs.task_retention;
+        self.tasks.retain(|_, t| t.finished.is_none_or(|f| f.elapsed() < keep));
     }
 
     pub fn task_ref(&self, id: u64) -> Value {
