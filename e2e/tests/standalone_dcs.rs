@@ -647,13 +647,17 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
             let api = Api::<Machine>::namespaced(client.clone(), NS);
             let (store, writer) = reflector::store();
             let config = watcher::Config::default().labels("cluster.x-k8s.io/deployment-name=md-0");
-            let events = watcher(api, config).default_backoff().reflect(writer).touched_objects();
+            let events = watcher(api, config).default_backoff().reflect(writer);
             futures::pin_mut!(events);
             let mut steps = Vec::new();
             loop {
-                tokio::select! {
+                let ev = tokio::select! {
                     _ = sampling.cancelled() => break,
-                    ev = events.next() => if ev.is_none() { break },
+                    ev = events.next() => match ev { Some(ev) => ev, None => break },
+                };
+                // The store fills at the end of the initial list: no sample of a half-read one.
+                if matches!(ev, Ok(watcher::Event::Init | watcher::Event::InitApply(_)) | Err(_)) {
+                    continue;
                 }
                 let ws = store.state();
                 let live = ws.iter().filter(|m| m.meta().deletion_timestamp.is_none()).count() as i32;

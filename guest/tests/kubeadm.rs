@@ -787,3 +787,34 @@ async fn reboot_does_not_rerun_cloud_init() {
     assert_eq!(clusters[0].apiserver_pid, pid, "same control plane");
     assert_eq!(node_names(&admin).await, ["cp-1"]);
 }
+
+/// Issue 11: a simulated control plane runs the kube-apiserver of its Machine's Kubernetes
+/// version (one binary per minor, built by hack/testenv.sh from hack/peers); a version the test
+/// bed has not built fails the boot with a reason that says how to add it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_runs_the_machines_kubernetes_version() {
+    let state = state_dir();
+    let pki = tempfile::tempdir().unwrap();
+    pki_dir(pki.path());
+    let g = guests(state.path(), Mode::Full, SHORT_JOIN_TIMEOUT);
+
+    let port = capstan_localplane::free_port();
+    let doc = render(pki.path(), port, Role::Init, json!({})).replace("v1.34.4", "v1.33.13");
+    assert!(doc.contains("kubernetesVersion: v1.33.13"), "{doc}");
+    let cp = vm(1, "cp-133");
+    g.power_on(cp.clone(), Some(iso(&cp, &doc)));
+    running(&g, &cp.id).await;
+    let version = admin(&g, &format!("127.0.0.1:{port}"))
+        .apiserver_version()
+        .await
+        .unwrap();
+    assert_eq!(version.git_version, "v1.33.13");
+
+    let port = capstan_localplane::free_port();
+    let doc = render(pki.path(), port, Role::Init, json!({})).replace("v1.34.4", "v1.30.1");
+    let old = vm(2, "cp-130");
+    g.power_on(old.clone(), Some(iso(&old, &doc)));
+    let reason = failed(&g, &old.id).await;
+    assert!(reason.contains("no kube-apiserver for Kubernetes v1.30"), "{reason}");
+    assert!(reason.contains("hack/peers/gen-kube-apiserver.sh"), "{reason}");
+}

@@ -535,7 +535,8 @@ where
         InstanceState::Failed(message) if !was_provisioned => {
             let message = format!("The instance failed before it ever ran ({message}); deleting it to create it again");
             waiting(&mut status, INSTANCE_PROVISIONING_FAILED, message.clone(), generation);
-            ctx.event(&m.object_ref(&()), true, INSTANCE_PROVISIONING_FAILED, message)
+            // Its own Event reason: Events with one reason are aggregated under the first note.
+            ctx.event(&m.object_ref(&()), true, DELETING_BROKEN_INSTANCE, message)
                 .await;
             match provider.delete_instance(scope, instance).await {
                 Ok(op) => {

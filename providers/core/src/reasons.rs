@@ -12,6 +12,8 @@ pub const WAITING_FOR_BOOTSTRAP_DATA: &str = "WaitingForBootstrapData";
 pub const INSTANCE_PROVISIONING: &str = "InstanceProvisioning";
 pub const INSTANCE_PROVISIONING_FAILED: &str = "InstanceProvisioningFailed";
 pub const INSTANCE_NOT_FOUND: &str = "InstanceNotFound";
+/// Event: an instance that broke before it ever ran is deleted to be created again.
+pub const DELETING_BROKEN_INSTANCE: &str = "DeletingBrokenInstance";
 pub const INSTANCE_RUNNING: &str = "InstanceRunning";
 pub const WAITING_FOR_ADDRESSES: &str = "WaitingForAddresses";
 pub const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";

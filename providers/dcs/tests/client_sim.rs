@@ -683,6 +683,9 @@ async fn powered_on_vms_boot_the_iso_in_their_drive() {
         other => panic!("expected a failed boot, got {other:?}"),
     }
 
+    // VRM deletes stopped VMs only.
+    let t = c.stop_vm(&ok, capstan_dcs::client::StopMode::Force).await.unwrap();
+    c.wait_task(&t, POLL, WAIT).await.unwrap();
     let t = c.delete_vm(&ok).await.unwrap();
     c.wait_task(&t, POLL, WAIT).await.unwrap();
     assert_eq!(guests.status(&id), None);

@@ -226,13 +226,18 @@ impl World {
 
     /// The first Event with `reason`, if any.
     async fn event(&self, reason: &str) -> Option<Event> {
+        self.event_saying(reason, "").await
+    }
+
+    /// The first Event with `reason` whose message contains `text`.
+    async fn event_saying(&self, reason: &str, text: &str) -> Option<Event> {
         Api::<Event>::namespaced(self.client.clone(), "default")
             .list(&ListParams::default())
             .await
             .unwrap()
             .items
             .into_iter()
-            .find(|e| e.reason.as_deref() == Some(reason))
+            .find(|e| e.reason.as_deref() == Some(reason) && e.message.as_deref().unwrap_or_default().contains(text))
     }
 
     /// Waits until the simulator's VM `id` is in `status`.
@@ -1021,9 +1026,9 @@ async fn a_failed_clone_is_cleaned_up_and_created_again() {
     let uid = m.metadata.uid.clone().unwrap();
     assert!(
         wait_for(Duration::from_secs(60), || async {
-            w.event("InstanceProvisioningFailed")
+            w.event_saying("DeletingBrokenInstance", "before it ever ran")
                 .await
-                .is_some_and(|e| e.message.unwrap_or_default().contains("before it ever ran"))
+                .is_some()
         })
         .await,
         "{:?}",
