@@ -117,7 +117,7 @@ small_peers() {
 nextest() {
   local root="$CACHE/cargo-nextest-$NEXTEST_VERSION"
   if [ ! -x "$root/bin/cargo-nextest" ]; then
-    step "building cargo-nextest $NEXTEST_VERSION (crates.io)"
+    step "building cargo-nextest $NEXTEST_VERSION (cargo install)"
     run cargo install --locked --quiet --root "$root.tmp" --version "$NEXTEST_VERSION" cargo-nextest \
       || fail "cargo install cargo-nextest $NEXTEST_VERSION failed"
     rm -rf "$root"; mv "$root.tmp" "$root"

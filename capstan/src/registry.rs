@@ -6,12 +6,15 @@ use capstan_runtime::Provider;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub bootstrap_token_ttl: std::time::Duration,
+    /// How long an infrastructure provider's cloud operation may run before it is given up on.
+    pub operation_timeout: std::time::Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             bootstrap_token_ttl: capstan_kubeadm::KubeadmBootstrapProvider::default().options.token_ttl,
+            operation_timeout: capstan_lifecycle::DEFAULT_OPERATION_TIMEOUT,
         }
     }
 }
@@ -21,7 +24,7 @@ pub fn all(settings: &Settings) -> Vec<Box<dyn Provider>> {
     let mut kubeadm = capstan_kubeadm::KubeadmBootstrapProvider::default();
     kubeadm.options.token_ttl = settings.bootstrap_token_ttl;
     vec![
-        Box::new(capstan_dcs::lifecycle_provider()),
+        Box::new(capstan_dcs::lifecycle_provider().with_operation_timeout(settings.operation_timeout)),
         Box::new(capstan_standalone::Standalone::default()),
         Box::new(kubeadm),
     ]

@@ -411,6 +411,10 @@ async fn up_builds_a_cluster_that_scales_rolls_out_deletes_and_down_leaves_nothi
     assert_nodes_match(&mgmt, &workload, "e2e", 4).await;
 
     assert_no_secret_leaks(&mgmt, &workload, &ready, &state, &stdout).await;
+    // Issue 10 §6: logs written to a file carry no terminal colour codes.
+    let log = std::fs::read_to_string(state.join("daemon.log")).unwrap();
+    assert!(log.contains(" INFO "), "the log has lines");
+    assert!(!log.contains('\u{1b}'), "ANSI escape codes in daemon.log");
 
     // Deleting the Cluster removes every VM (their guest disks go with them), stops the workload
     // control plane and leaves no Secret the providers created.

@@ -65,6 +65,10 @@ pub struct ManagerArgs {
     pub graceful_shutdown_timeout: Duration,
     #[command(flatten)]
     pub concurrency: ConcurrencyArgs,
+    /// How long a cloud operation (clone, start, delete task) may run before it is given up on,
+    /// reported (`OperationTimedOut`) and the instance looked at afresh.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub operation_timeout: Duration,
     /// `--provider kubeadm`: lifetime of the bootstrap tokens created for joining machines
     /// (refreshed while the machine has not joined).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
@@ -182,6 +186,7 @@ fn pod_namespace() -> String {
 pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
     let settings = registry::Settings {
         bootstrap_token_ttl: args.bootstrap_token_ttl,
+        operation_timeout: args.operation_timeout,
     };
     let providers = registry::select(&args.providers, &settings)?;
     let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();

@@ -175,6 +175,7 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     // Returns on SIGTERM (its own signal handler), after in-flight reconciles finish.
     let result = crate::manager::run(ManagerArgs {
         concurrency: Default::default(),
+        operation_timeout: capstan_lifecycle::DEFAULT_OPERATION_TIMEOUT,
         providers,
         leader_elect: false,
         leader_election_id: None,

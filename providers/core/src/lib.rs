@@ -9,6 +9,7 @@
 
 mod cluster;
 mod context;
+pub use context::DEFAULT_OPERATION_TIMEOUT;
 mod controller;
 pub mod credentials;
 mod machine;

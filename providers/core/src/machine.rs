@@ -322,49 +322,10 @@ where
     let cloud = |e: P::Error| (e.is_retryable(), e.reason(), e.to_string());
 
     // An operation in flight is polled, never started again.
-    if let Some(op) = status.operation.clone() {
-        match provider.poll_operation(&scope, &op).await {
-            Ok(OperationState::Running) if expired(&op, ctx.operation_timeout) => {
-                // A hung cloud task must not keep the machine Provisioning for ever: drop it, say
-                // so, and look at the instance afresh after a backoff (every step is idempotent).
-                status.operation = None;
-                let message = timed_out_message(&op, ctx.operation_timeout);
-                waiting(&mut status, OPERATION_TIMED_OUT, message.clone(), generation);
-                ctx.event(&m.object_ref(&()), true, OPERATION_TIMED_OUT, message).await;
-                return Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))));
-            }
-            Ok(OperationState::Running) => {
-                return Ok(Step::new(status, Some(ctx.poll_interval)));
-            }
-            Ok(OperationState::Succeeded) => status.operation = None,
-            Ok(OperationState::Failed { message }) if op.kind == OperationKind::Cleanup => {
-                // The machine runs; only its clean-up failed, and is retried.
-                status.operation = None;
-                let message = format!("Removing the bootstrap data from the instance failed, retrying: {message}");
-                conditions::set(
-                    &mut status.conditions,
-                    NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, CLEANUP_FAILED, message.clone()),
-                    generation,
-                );
-                ctx.event(&m.object_ref(&()), true, CLEANUP_FAILED, message).await;
-                return Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))));
-            }
-            Ok(OperationState::Failed { message }) => {
-                status.operation = None;
-                waiting(
-                    &mut status,
-                    INSTANCE_PROVISIONING_FAILED,
-                    format!("{:?} failed: {message}", op.kind),
-                    generation,
-                );
-                ctx.event(&m.object_ref(&()), true, INSTANCE_PROVISIONING_FAILED, message)
-                    .await;
-                let delay = ctx.backoff.next_delay(&key(m));
-                return Ok(Step::failed(status, delay));
-            }
-            Err(e) => return cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
-        }
-    }
+    let mut status = match poll_in_flight(ctx, m, &scope, status).await? {
+        Polled::Done(status) => status,
+        Polled::Wait(step) => return Ok(step),
+    };
 
     let instance = match provider.find_instance(&scope).await {
         Ok(i) => i,
@@ -440,6 +401,72 @@ where
     })
 }
 
+/// What polling the operation in flight (if any) left to do.
+enum Polled {
+    /// Nothing in flight (any more): go on with this status.
+    Done(InfraMachineStatus),
+    /// Still running, failed or timed out: this is the pass's outcome.
+    Wait(Step),
+}
+
+async fn poll_in_flight<P>(
+    ctx: &Ctx<P>,
+    m: &P::Machine,
+    scope: &MachineScope<'_, P>,
+    mut status: InfraMachineStatus,
+) -> Result<Polled, Error>
+where
+    P: InfraProvider,
+{
+    let Some(op) = status.operation.clone() else {
+        return Ok(Polled::Done(status));
+    };
+    let generation = m.meta().generation;
+    let cloud = |e: P::Error| (e.is_retryable(), e.reason(), e.to_string());
+    let step = match ctx.provider.poll_operation(scope, &op).await {
+        Ok(OperationState::Running) if expired(&op, ctx.operation_timeout) => {
+            // A hung cloud task must not keep the machine Provisioning for ever: drop it, say
+            // so, and look at the instance afresh after a backoff (every step is idempotent).
+            status.operation = None;
+            let message = timed_out_message(&op, ctx.operation_timeout);
+            waiting(&mut status, OPERATION_TIMED_OUT, message.clone(), generation);
+            ctx.event(&m.object_ref(&()), true, OPERATION_TIMED_OUT, message).await;
+            Step::failed(status, ctx.backoff.next_delay(&key(m)))
+        }
+        Ok(OperationState::Running) => Step::new(status, Some(ctx.poll_interval)),
+        Ok(OperationState::Succeeded) => {
+            status.operation = None;
+            return Ok(Polled::Done(status));
+        }
+        Ok(OperationState::Failed { message }) if op.kind == OperationKind::Cleanup => {
+            // The machine runs; only its clean-up failed, and is retried.
+            status.operation = None;
+            let message = format!("Removing the bootstrap data from the instance failed, retrying: {message}");
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, CLEANUP_FAILED, message.clone()),
+                generation,
+            );
+            ctx.event(&m.object_ref(&()), true, CLEANUP_FAILED, message).await;
+            Step::failed(status, ctx.backoff.next_delay(&key(m)))
+        }
+        Ok(OperationState::Failed { message }) => {
+            status.operation = None;
+            waiting(
+                &mut status,
+                INSTANCE_PROVISIONING_FAILED,
+                format!("{:?} failed: {message}", op.kind),
+                generation,
+            );
+            ctx.event(&m.object_ref(&()), true, INSTANCE_PROVISIONING_FAILED, message)
+                .await;
+            Step::failed(status, ctx.backoff.next_delay(&key(m)))
+        }
+        Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED)?,
+    };
+    Ok(Polled::Wait(step))
+}
+
 /// What to do with an instance that exists.
 async fn running_or_starting<P>(
     ctx: &Ctx<P>,
@@ -455,8 +482,6 @@ where
     <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
 {
     let generation = m.meta().generation;
-    let ns = m.namespace().unwrap_or_default();
-    let slow = Some(ctx.poll_interval * 5);
     let provider = ctx.provider.as_ref();
     let cloud = |e: P::Error| (e.is_retryable(), e.reason(), e.to_string());
     let was_provisioned = m
@@ -474,62 +499,8 @@ where
             );
             Ok(Step::new(status, Some(ctx.poll_interval)))
         }
-        InstanceState::Running => {
-            status.addresses = Some(instance.addresses.clone());
-            status.failure_domain = instance.failure_domain.clone().or(scope.failure_domain.clone());
-            status.initialization = Some(Initialization {
-                provisioned: Some(true),
-            });
-            status.ready = Some(true);
-            conditions::set(
-                &mut status.conditions,
-                NewCondition::truthy(INSTANCE_PROVISIONED, INSTANCE_RUNNING),
-                generation,
-            );
-            conditions::set(&mut status.conditions, NewCondition::truthy(READY, READY), generation);
-            if !was_provisioned {
-                ctx.event(
-                    &m.object_ref(&()),
-                    false,
-                    "InstanceProvisioned",
-                    format!("instance {} is running", instance.id),
-                )
-                .await;
-            }
-            match clean_up_bootstrap(ctx, m, scope, instance, &mut status).await {
-                Ok(None) => {}
-                Ok(Some(again)) => return Ok(Step::new(status, Some(again))),
-                // Provisioned all the same; the clean-up is retried until it is done.
-                Err(delay) => return Ok(Step::failed(status, delay)),
-            }
-            ctx.backoff.reset(&key(m));
-            Ok(Step::new(status, None))
-        }
-        InstanceState::Stopped => {
-            // Once it has run, its bootstrap data has been taken away and stays away.
-            let ran_before =
-                was_provisioned || conditions::get(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP).is_some();
-            let bootstrap = if ran_before {
-                None
-            } else {
-                match bootstrap_data(ctx, &ns, secret_name).await? {
-                    Ok(b) => Some(b),
-                    Err(message) => {
-                        waiting(&mut status, BOOTSTRAP_DATA_INVALID, message, generation);
-                        return Ok(Step::new(status, slow));
-                    }
-                }
-            };
-            let boot = bootstrap.as_ref().map(Boot::First).unwrap_or(Boot::Again);
-            match provider.start_instance(scope, instance, boot).await {
-                Ok(op) => {
-                    status.operation = op.map(|op| pending(OperationKind::Start, op));
-                    waiting(&mut status, INSTANCE_PROVISIONING, "Starting the instance", generation);
-                    Ok(Step::new(status, Some(ctx.poll_interval)))
-                }
-                Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
-            }
-        }
+        InstanceState::Running => running(ctx, m, scope, instance, status, was_provisioned).await,
+        InstanceState::Stopped => start(ctx, m, scope, instance, status, secret_name, was_provisioned).await,
         // Broken before it ever ran (a failed clone leaves such a VM with our identity): it
         // can only be replaced. Delete it; the next pass, finding nothing, creates it again.
         InstanceState::Failed(message) if !was_provisioned => {
@@ -560,6 +531,95 @@ where
             );
             Ok(Step::new(status, Some(ctx.poll_interval)))
         }
+    }
+}
+
+/// The instance runs with addresses: provisioned; then the bootstrap clean-up until done.
+async fn running<P>(
+    ctx: &Ctx<P>,
+    m: &P::Machine,
+    scope: &MachineScope<'_, P>,
+    instance: &Instance,
+    mut status: InfraMachineStatus,
+    was_provisioned: bool,
+) -> Result<Step, Error>
+where
+    P: InfraProvider,
+{
+    let generation = m.meta().generation;
+    status.addresses = Some(instance.addresses.clone());
+    status.failure_domain = instance.failure_domain.clone().or(scope.failure_domain.clone());
+    status.initialization = Some(Initialization {
+        provisioned: Some(true),
+    });
+    status.ready = Some(true);
+    conditions::set(
+        &mut status.conditions,
+        NewCondition::truthy(INSTANCE_PROVISIONED, INSTANCE_RUNNING),
+        generation,
+    );
+    conditions::set(&mut status.conditions, NewCondition::truthy(READY, READY), generation);
+    if !was_provisioned {
+        ctx.event(
+            &m.object_ref(&()),
+            false,
+            "InstanceProvisioned",
+            format!("instance {} is running", instance.id),
+        )
+        .await;
+    }
+    match clean_up_bootstrap(ctx, m, scope, instance, &mut status).await {
+        Ok(None) => {}
+        Ok(Some(again)) => return Ok(Step::new(status, Some(again))),
+        // Provisioned all the same; the clean-up is retried until it is done.
+        Err(delay) => return Ok(Step::failed(status, delay)),
+    }
+    ctx.backoff.reset(&key(m));
+    Ok(Step::new(status, None))
+}
+
+/// The instance is stopped: its first boot gets the bootstrap data, any later one does not.
+async fn start<P>(
+    ctx: &Ctx<P>,
+    m: &P::Machine,
+    scope: &MachineScope<'_, P>,
+    instance: &Instance,
+    mut status: InfraMachineStatus,
+    secret_name: &str,
+    was_provisioned: bool,
+) -> Result<Step, Error>
+where
+    P: InfraProvider,
+{
+    let generation = m.meta().generation;
+    let ns = m.namespace().unwrap_or_default();
+    // Once it has run, its bootstrap data has been taken away and stays away.
+    let ran_before = was_provisioned || conditions::get(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP).is_some();
+    let bootstrap = if ran_before {
+        None
+    } else {
+        match bootstrap_data(ctx, &ns, secret_name).await? {
+            Ok(b) => Some(b),
+            Err(message) => {
+                waiting(&mut status, BOOTSTRAP_DATA_INVALID, message, generation);
+                return Ok(Step::new(status, Some(ctx.poll_interval * 5)));
+            }
+        }
+    };
+    let boot = bootstrap.as_ref().map(Boot::First).unwrap_or(Boot::Again);
+    match ctx.provider.start_instance(scope, instance, boot).await {
+        Ok(op) => {
+            status.operation = op.map(|op| pending(OperationKind::Start, op));
+            waiting(&mut status, INSTANCE_PROVISIONING, "Starting the instance", generation);
+            Ok(Step::new(status, Some(ctx.poll_interval)))
+        }
+        Err(e) => cloud_failure(
+            ctx,
+            m,
+            status,
+            (e.is_retryable(), e.reason(), e.to_string()),
+            INSTANCE_PROVISIONING_FAILED,
+        ),
     }
 }
 

@@ -5,7 +5,7 @@
 //! CD-ROM. For cloud-init that is a NoCloud seed: volume label `cidata` with `user-data`,
 //! `meta-data` and `network-config` in the root directory.
 //!
-//! The writer is our own (the only Rust ISO writer on crates.io, `hadris-iso`, is a release
+//! The writer is our own (the only published Rust ISO writer, `hadris-iso`, is a release
 //! candidate): a single root directory, ISO 9660 level 1 names in the primary tree (which
 //! cannot hold lowercase or `-`) plus a Joliet tree with the real names, which is what Linux
 //! (`isofs`) and blkid read. Output is deterministic: same input, same bytes.
