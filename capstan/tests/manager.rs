@@ -253,4 +253,15 @@ async fn one_leader_handover_on_kill_and_clean_sigterm() {
         released.as_deref().is_none_or(str::is_empty) || released.as_deref() != Some(second.as_str()),
         "lease released: {released:?}"
     );
+    // `--log-format json`: every line the managers logged is one JSON object with a level.
+    for m in [&a, &b] {
+        let log = m.proc.log_tail(10_000);
+        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty());
+        for line in lines {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            assert!(v["level"].is_string(), "{line}");
+        }
+    }
 }
