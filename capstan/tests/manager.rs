@@ -237,6 +237,14 @@ async fn one_leader_handover_on_kill_and_clean_sigterm() {
     let second = holder(&leases).await.unwrap();
     assert_ne!(first, second, "the lease changed hands");
 
+    // A new standby waits behind the new leader ...
+    let mut c = Manager::start(&env, 3);
+    assert!(
+        wait_for(Duration::from_secs(30), || c.healthy()).await,
+        "third manager up"
+    );
+    assert!(!c.is_leader().await);
+
     // SIGTERM: stop controllers, release the lease, exit 0 within a few seconds.
     standby.proc.signal(libc::SIGTERM);
     let status = standby
@@ -253,8 +261,18 @@ async fn one_leader_handover_on_kill_and_clean_sigterm() {
         released.as_deref().is_none_or(str::is_empty) || released.as_deref() != Some(second.as_str()),
         "lease released: {released:?}"
     );
+    // ... and takes over at once, long before the 10 s lease would have expired.
+    assert!(
+        wait_for(Duration::from_secs(6), || c.is_leader()).await,
+        "standby takes over after SIGTERM:\n{}",
+        c.proc.log_tail(30)
+    );
     // `--log-format json`: every line the managers logged is one JSON object with a level.
-    for m in [&a, &b] {
+    c.proc.signal(libc::SIGTERM);
+    c.proc
+        .wait_timeout(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
+    for m in [&a, &b, &c] {
         let log = m.proc.log_tail(10_000);
         let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
         assert!(!lines.is_empty());
@@ -264,4 +282,50 @@ async fn one_leader_handover_on_kill_and_clean_sigterm() {
             assert!(v["level"].is_string(), "{line}");
         }
     }
+}
+
+/// README "Running against an existing management cluster": without `--kubeconfig` the manager
+/// uses `$KUBECONFIG`, else `~/.kube/config` (it reaches the API server either way: the missing
+/// CRD is reported), and says so in one line when there is no configuration at all.
+#[tokio::test]
+async fn kubeconfig_comes_from_the_flag_the_environment_or_the_home_directory() {
+    let env = TestEnv::start_bare().await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let run = |kubeconfig_env: Option<&std::path::Path>, home: &std::path::Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+        cmd.args([
+            "manager",
+            "--provider",
+            "standalone",
+            "--health-probe-bind-address",
+            "0",
+            "--metrics-bind-address",
+            "0",
+        ])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home);
+        if let Some(k) = kubeconfig_env {
+            cmd.env("KUBECONFIG", k);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let reached = ["CRD clusters.cluster.x-k8s.io", "not installed"];
+
+    let (ok, stderr) = run(Some(env.kubeconfig_path()), home.path());
+    assert!(!ok);
+    assert_one_line_error(&stderr, &reached);
+
+    std::fs::create_dir_all(home.path().join(".kube")).unwrap();
+    std::fs::copy(env.kubeconfig_path(), home.path().join(".kube/config")).unwrap();
+    let (ok, stderr) = run(None, home.path());
+    assert!(!ok);
+    assert_one_line_error(&stderr, &reached);
+
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, stderr) = run(None, empty.path());
+    assert!(!ok);
+    assert!(!stderr.contains("CRD clusters"), "nothing to reach: {stderr}");
+    assert_eq!(stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{stderr}");
 }

@@ -11,7 +11,11 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
 }
 
 fn render(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_capstan")).arg("render").args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .arg("render")
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -33,7 +37,11 @@ fn render_prints_init_and_join_documents_offline() {
         "apiVersion: cluster.x-k8s.io/v1beta2\nkind: Cluster\nmetadata: {name: c1, namespace: default}\nspec:\n  controlPlaneEndpoint: {host: 10.0.0.10, port: 6443}\n",
     );
     let machine = |name: &str, cp: bool| {
-        let labels = if cp { "labels: {cluster.x-k8s.io/control-plane: \"\"}" } else { "labels: {}" };
+        let labels = if cp {
+            "labels: {cluster.x-k8s.io/control-plane: \"\"}"
+        } else {
+            "labels: {}"
+        };
         write(
             dir.path(),
             &format!("{name}.yaml"),
@@ -43,27 +51,56 @@ fn render_prints_init_and_join_documents_offline() {
         )
     };
     let cp = machine("cp-0", true);
-    let (ok, doc, notes) = render(&["--config".as_ref(), config.as_os_str(), "--cluster".as_ref(), cluster.as_os_str(), "--machine".as_ref(), cp.as_os_str()]);
+    let (ok, doc, notes) = render(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--machine".as_ref(),
+        cp.as_os_str(),
+    ]);
     assert!(ok, "{notes}");
     assert!(doc.starts_with("## template: jinja\n#cloud-config\n"), "{doc}");
     assert!(doc.contains("kubeadm init --config /run/kubeadm/kubeadm.yaml"), "{doc}");
     assert!(doc.contains("controlPlaneEndpoint: 10.0.0.10:6443"), "{doc}");
-    assert!(notes.contains("note: generated a new c1-ca for this preview (not saved)"), "{notes}");
+    assert!(
+        notes.contains("note: generated a new c1-ca for this preview (not saved)"),
+        "{notes}"
+    );
 
     let worker = machine("md-0", false);
     let (ok, doc, notes) = render(&[
-        "--config".as_ref(), config.as_os_str(), "--cluster".as_ref(), cluster.as_os_str(),
-        "--machine".as_ref(), worker.as_os_str(), "--kind".as_ref(), "join-worker".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--machine".as_ref(),
+        worker.as_os_str(),
+        "--kind".as_ref(),
+        "join-worker".as_ref(),
     ]);
     assert!(ok, "{notes}");
-    assert!(doc.contains("kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml"), "{doc}");
-    assert!(doc.contains("caCertHashes:") && doc.contains("sha256:"), "the CA is pinned: {doc}");
+    assert!(
+        doc.contains("kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("caCertHashes:") && doc.contains("sha256:"),
+        "the CA is pinned: {doc}"
+    );
     assert!(!doc.contains("unsafeSkipCAVerification"), "{doc}");
     assert!(notes.contains("bootstrap token that exists in no cluster"), "{notes}");
 
     // A file that is not YAML is one clear error naming it.
     let bad = write(dir.path(), "bad.yaml", "{ not yaml");
-    let (ok, _, err) = render(&["--config".as_ref(), bad.as_os_str(), "--cluster".as_ref(), cluster.as_os_str(), "--machine".as_ref(), cp.as_os_str()]);
+    let (ok, _, err) = render(&[
+        "--config".as_ref(),
+        bad.as_os_str(),
+        "--cluster".as_ref(),
+        cluster.as_os_str(),
+        "--machine".as_ref(),
+        cp.as_os_str(),
+    ]);
     assert!(!ok);
     assert!(err.contains("bad.yaml"), "{err}");
 }

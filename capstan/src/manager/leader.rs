@@ -65,7 +65,7 @@ pub async fn acquire(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Lease>> {
     let identity = identity();
-    let manager = LeaseManagerBuilder::new(client, name)
+    let manager = LeaseManagerBuilder::new(client.clone(), name)
         .with_namespace(namespace)
         .with_identity(identity.clone())
         .with_duration(duration.as_secs().max(2))
@@ -73,7 +73,8 @@ pub async fn acquire(
         .build()
         .await
         .with_context(|| format!("cannot set up leader election on lease {namespace}/{name}"))?;
-    let (mut state, task) = manager.watch().await;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> = kube::Api::namespaced(client, namespace);
+    let (mut state, mut task) = manager.watch().await;
     info!(lease = %format!("{namespace}/{name}"), %identity, "waiting for leadership");
     loop {
         if *state.borrow_and_update() {
@@ -88,6 +89,16 @@ pub async fn acquire(
                     anyhow::bail!("leader election stopped unexpectedly");
                 }
             }
+            // The lease manager sleeps until the holder's lease would expire; a leader that
+            // shut down cleanly released it long before. Look every second, and on a released
+            // lease start the election again, which takes the free lease at once.
+            _ = tokio::time::sleep(RELEASE_CHECK) => {
+                if released(&leases, name).await {
+                    drop(state);
+                    let manager = task.await.context("leader election task panicked")?.context("leader election failed")?;
+                    (state, task) = manager.watch().await;
+                }
+            }
             _ = shutdown.cancelled() => {
                 drop(state);
                 let _ = task.await;
@@ -95,4 +106,15 @@ pub async fn acquire(
             }
         }
     }
+}
+
+/// How often a standby looks for a released lease.
+const RELEASE_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether the lease exists and nobody holds it.
+async fn released(leases: &kube::Api<k8s_openapi::api::coordination::v1::Lease>, name: &str) -> bool {
+    matches!(
+        leases.get_opt(name).await,
+        Ok(Some(l)) if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()).is_none_or(str::is_empty)
+    )
 }
