@@ -2,6 +2,7 @@
 //! document of a control-plane Machine and the join of a worker, from YAML files, with the notes
 //! saying what was generated for the preview; a worker's join pins the CA it was given.
 
+use std::path::Path;
 use std::process::Command;
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -10,10 +11,17 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
-fn render(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+/// `capstan render --config C --cluster K --machine M [extra…]`: (success, stdout, stderr).
+fn render(config: &Path, cluster: &Path, machine: &Path, extra: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
         .arg("render")
-        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--cluster")
+        .arg(cluster)
+        .arg("--machine")
+        .arg(machine)
+        .args(extra)
         .output()
         .unwrap();
     (
@@ -51,14 +59,7 @@ fn render_prints_init_and_join_documents_offline() {
         )
     };
     let cp = machine("cp-0", true);
-    let (ok, doc, notes) = render(&[
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--cluster".as_ref(),
-        cluster.as_os_str(),
-        "--machine".as_ref(),
-        cp.as_os_str(),
-    ]);
+    let (ok, doc, notes) = render(&config, &cluster, &cp, &[]);
     assert!(ok, "{notes}");
     assert!(doc.starts_with("## template: jinja\n#cloud-config\n"), "{doc}");
     assert!(doc.contains("kubeadm init --config /run/kubeadm/kubeadm.yaml"), "{doc}");
@@ -69,16 +70,7 @@ fn render_prints_init_and_join_documents_offline() {
     );
 
     let worker = machine("md-0", false);
-    let (ok, doc, notes) = render(&[
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--cluster".as_ref(),
-        cluster.as_os_str(),
-        "--machine".as_ref(),
-        worker.as_os_str(),
-        "--kind".as_ref(),
-        "join-worker".as_ref(),
-    ]);
+    let (ok, doc, notes) = render(&config, &cluster, &worker, &["--kind", "join-worker"]);
     assert!(ok, "{notes}");
     assert!(
         doc.contains("kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml"),
@@ -93,14 +85,7 @@ fn render_prints_init_and_join_documents_offline() {
 
     // A file that is not YAML is one clear error naming it.
     let bad = write(dir.path(), "bad.yaml", "{ not yaml");
-    let (ok, _, err) = render(&[
-        "--config".as_ref(),
-        bad.as_os_str(),
-        "--cluster".as_ref(),
-        cluster.as_os_str(),
-        "--machine".as_ref(),
-        cp.as_os_str(),
-    ]);
+    let (ok, _, err) = render(&bad, &cluster, &cp, &[]);
     assert!(!ok);
     assert!(err.contains("bad.yaml"), "{err}");
 }
