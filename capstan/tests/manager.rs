@@ -329,3 +329,80 @@ async fn kubeconfig_comes_from_the_flag_the_environment_or_the_home_directory() 
     assert!(!stderr.contains("CRD clusters"), "nothing to reach: {stderr}");
     assert_eq!(stderr.lines().filter(|l| !l.trim().is_empty()).count(), 1, "{stderr}");
 }
+
+/// README flags `--namespace` and `--watch-filter`: the manager reconciles only objects in that
+/// namespace carrying `cluster.x-k8s.io/watch-filter=<value>`; everything else stays untouched.
+#[tokio::test]
+async fn namespace_and_watch_filter_limit_what_is_reconciled() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client().await.unwrap();
+    for ns in ["team-a", "team-b"] {
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let cluster = |ns: &str, name: &str, filter: Option<&str>| {
+        let mut labels = serde_json::Map::new();
+        if let Some(f) = filter {
+            labels.insert("cluster.x-k8s.io/watch-filter".into(), f.into());
+        }
+        let c: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"controlPlaneEndpoint": {"host": "10.0.0.1", "port": 6443}}
+        }))
+        .unwrap();
+        (Api::<Cluster>::namespaced(client.clone(), ns), c)
+    };
+    let cases = [
+        ("team-a", "mine", Some("ours"), true),
+        ("team-a", "unlabelled", None, false),
+        ("team-a", "theirs", Some("other"), false),
+        ("team-b", "elsewhere", Some("ours"), false),
+    ];
+    for (ns, name, filter, _) in cases {
+        let (api, c) = cluster(ns, name, filter);
+        api.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let cmd = manager_cmd(
+        env.kubeconfig_path(),
+        &[
+            "--provider",
+            "standalone",
+            "--namespace",
+            "team-a",
+            "--watch-filter",
+            "ours",
+            "--health-probe-bind-address",
+            "0",
+            "--metrics-bind-address",
+            "0",
+        ],
+    );
+    let proc = ChildGuard::spawn("manager-scoped", cmd, &env.dir().join("manager-scoped.log")).unwrap();
+    let reconciled = |ns: &'static str, name: &'static str| {
+        let api = Api::<Cluster>::namespaced(client.clone(), ns);
+        async move { api.get(name).await.unwrap().status.is_some_and(|s| s.phase.is_some()) }
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || reconciled("team-a", "mine")).await,
+        "the Cluster in scope is reconciled:\n{}",
+        proc.log_tail(20)
+    );
+    // Give the manager time to (wrongly) reach the others too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (ns, name, _, in_scope) in cases {
+        assert_eq!(reconciled(ns, name).await, in_scope, "{ns}/{name}");
+        let c = Api::<Cluster>::namespaced(client.clone(), ns).get(name).await.unwrap();
+        assert_eq!(
+            !c.metadata.finalizers.unwrap_or_default().is_empty(),
+            in_scope,
+            "{ns}/{name} finalizer"
+        );
+    }
+}
