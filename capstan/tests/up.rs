@@ -663,3 +663,62 @@ async fn a_token_older_than_its_ttl_at_boot_is_refreshed_and_the_join_succeeds()
     });
     assert!(extended, "no token was refreshed: {tokens:?}");
 }
+
+/// README: `up --kubernetes-version` and template variables from the environment (as with
+/// clusterctl). The control plane runs the kube-apiserver of that version, the kubelet reports
+/// it, and `DCS_CPU` from the environment reaches the DCSMachine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_takes_the_kubernetes_version_and_template_variables_from_the_environment() {
+    let env = TestEnv::start_bare().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
+    let out = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args([
+            "up",
+            "--kubeconfig",
+            path_str(env.kubeconfig_path()),
+            "--state-dir",
+            path_str(&state),
+        ])
+        .args([
+            "--name",
+            "v133",
+            "--control-plane-machines",
+            "1",
+            "--worker-machines",
+            "0",
+        ])
+        .args(["--kubernetes-version", "v1.33.13", "--timeout", "4m"])
+        .env_remove("RUST_LOG")
+        .env("CAPSTAN_UP_WATCH_PID", std::process::id().to_string())
+        .env("DCS_CPU", "3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mgmt = env.client().await.unwrap();
+    let ms = machines(&mgmt, "v133").await;
+    assert_eq!(ms.len(), 1);
+    assert_eq!(ms[0].spec.version.as_deref(), Some("v1.33.13"));
+    let infra_obj = infra(&mgmt, "DCSMachine")
+        .get(&ms[0].spec.infrastructure_ref.name)
+        .await
+        .unwrap();
+    assert_eq!(infra_obj.data["spec"]["cpu"], json!(3), "DCS_CPU from the environment");
+    let workload = client_for(&state.join("v133.kubeconfig")).await;
+    assert_eq!(workload.apiserver_version().await.unwrap().git_version, "v1.33.13");
+    let node = &nodes(&workload).await[0];
+    assert_eq!(
+        node.status
+            .as_ref()
+            .and_then(|s| s.node_info.as_ref())
+            .map(|i| i.kubelet_version.as_str()),
+        Some("v1.33.13")
+    );
+    assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
+}
