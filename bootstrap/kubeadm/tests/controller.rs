@@ -591,3 +591,32 @@ async fn unhashable_cluster_ca_is_a_condition_not_an_unpinned_join() {
     assert!(fx.secrets.get_opt("w-0").await.unwrap().is_none());
     shutdown.cancel();
 }
+
+/// README: the cluster PKI is generated only when the Cluster has no `controlPlaneRef`; under a
+/// control-plane provider (KCP generates it) the config waits for the Secrets and creates none.
+#[tokio::test]
+async fn pki_is_left_to_the_control_plane_provider_when_there_is_one() {
+    let (env, fx, shutdown) = setup().await;
+    fx.cluster(
+        "c6",
+        json!({"controlPlaneRef": {"apiGroup": "controlplane.cluster.x-k8s.io", "kind": "KubeadmControlPlane", "name": "c6"}}),
+    )
+    .await;
+    workload_kubeconfig(&env, &fx, "c6").await;
+    fx.infra_ready("c6").await;
+    fx.machine_with_config("c6-cp", "c6", true, "v1.34.4", json!({}), json!({}), None)
+        .await;
+    fx.wait_config("c6-cp", "reports the missing certificates", |c| {
+        condition(c, "CertificatesAvailable").is_some_and(|x| x.status != "True")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for suffix in ["ca", "etcd", "proxy", "sa"] {
+        assert!(
+            fx.secrets.get_opt(&format!("c6-{suffix}")).await.unwrap().is_none(),
+            "c6-{suffix} was generated although KCP owns the PKI"
+        );
+    }
+    assert!(!fx.configs.get("c6-cp").await.unwrap().data_secret_created());
+    shutdown.cancel();
+}
