@@ -1067,3 +1067,106 @@ async fn forgotten_tasks_leave_the_decision_to_the_instance_state() {
     );
     assert!(w.sim.state().call_count("get_task") > 0);
 }
+
+/// README "The DCS provider": `insecureSkipVerify` (only when set), `userType` and `site` from the
+/// credentials Secret, `systemDiskGiB`, `dataDisks` and `placement.cluster` reach the VRM.
+#[tokio::test]
+async fn credentials_options_disks_and_placement_reach_the_vrm() {
+    let w = World::start().await;
+    w.create::<Secret>(json!({
+        "metadata": {"name": "opts-creds"},
+        "stringData": {"endpoint": w.sim.url().to_string(), "authUser": "capstan", "authKey": PASSWORD,
+                       "userType": "domain", "site": "3F7B07E2"}
+    }))
+    .await;
+    let cluster: Cluster = w
+        .create(json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"name": "opts"},
+            "spec": {"controlPlaneEndpoint": {"host": "10.0.0.10", "port": 6443},
+                     "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSCluster", "name": "opts"}}
+        }))
+        .await;
+    // No CA bundle: without insecureSkipVerify the simulator's certificate would be refused.
+    w.create::<DCSCluster>(json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSCluster",
+        "metadata": {"name": "opts", "labels": {"cluster.x-k8s.io/cluster-name": "opts"}, "ownerReferences": [owner_ref(&cluster)]},
+        "spec": {"credentialsSecretRef": {"name": "opts-creds"}, "controlPlaneEndpoint": {"host": "10.0.0.10", "port": 6443},
+                 "tls": {"insecureSkipVerify": true}}
+    }))
+    .await;
+    w.mark_infrastructure_provisioned("opts").await;
+    w.create::<Secret>(json!({
+        "metadata": {"name": "disky-boot", "labels": {"cluster.x-k8s.io/cluster-name": "opts"}},
+        "type": "cluster.x-k8s.io/secret",
+        "stringData": {"value": "#cloud-config\n", "format": "cloud-config"}
+    }))
+    .await;
+    let machine: Machine = w
+        .create(json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+            "metadata": {"name": "disky", "labels": {"cluster.x-k8s.io/cluster-name": "opts"}},
+            "spec": {"clusterName": "opts", "bootstrap": {"dataSecretName": "disky-boot"},
+                     "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSMachine", "name": "disky"}}
+        }))
+        .await;
+    w.create::<DCSMachine>(json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSMachine",
+        "metadata": {"name": "disky", "labels": {"cluster.x-k8s.io/cluster-name": "opts"}, "ownerReferences": [owner_ref(&machine)]},
+        "spec": {"template": "ubuntu-2204-tmpl", "cpu": 2, "memoryMiB": 4096, "systemDiskGiB": 60,
+                 "dataDisks": [{"sizeGiB": 100, "datastore": "ds1"}], "placement": {"cluster": "cluster-sim"},
+                 "nics": [{"dvSwitch": "ManagementDVS", "portGroup": "VLAN-329"}]}
+    }))
+    .await;
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.dcs_machine("disky").await.as_ref().is_some_and(provisioned)
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("disky").await.map(|m| m.status)
+    );
+    let vm = w.sim.state().vm_by_name("disky").unwrap();
+    let sizes: Vec<(u32, u64)> = vm.disks.iter().map(|(seq, gb, _)| (*seq, *gb)).collect();
+    assert_eq!(sizes, [(1, 60), (2, 100)], "{:?}", vm.disks);
+    assert!(
+        vm.location.contains(":clusters:"),
+        "placed on the named cluster: {}",
+        vm.location
+    );
+    assert!(
+        w.sim
+            .state()
+            .logins()
+            .iter()
+            .any(|l| l.user_type.as_deref() == Some("1")),
+        "userType domain sent as X-Auth-UserType 1: {:?}",
+        w.sim.state().logins()
+    );
+
+    // The same Secret without insecureSkipVerify and without a CA bundle: verification is on and
+    // the simulator's certificate (from its own throwaway CA) is refused.
+    let strict: Cluster = w
+        .create(json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"name": "strict"},
+            "spec": {"infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "DCSCluster", "name": "strict"}}
+        }))
+        .await;
+    w.create::<DCSCluster>(json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSCluster",
+        "metadata": {"name": "strict", "ownerReferences": [owner_ref(&strict)]},
+        "spec": {"credentialsSecretRef": {"name": "opts-creds"}, "controlPlaneEndpoint": {"host": "10.0.0.10", "port": 6443}}
+    }))
+    .await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            conditions::get(
+                &w.dcs_cluster("strict").await.status.unwrap_or_default().conditions,
+                "Ready",
+            )
+            .is_some_and(|c| c.status == "False" && c.message.contains("transport error"))
+        })
+        .await,
+        "{:?}",
+        w.dcs_cluster("strict").await.status
+    );
+}

@@ -311,6 +311,10 @@ pub struct SimVmView {
     /// Static addresses requested through guest customization, by NIC order.
     pub static_ips: Vec<Option<String>>,
     pub port_groups: Vec<String>,
+    /// Disks as (sequence number, size in GB, datastore URN).
+    pub disks: Vec<(u32, u64, String)>,
+    /// The cluster or host URN the VM was placed on.
+    pub location: String,
     /// The attached ISO's device path.
     pub cdrom: Option<String>,
     /// The attached ISO's volume label and files, parsed from the uploaded bytes.
@@ -358,6 +362,8 @@ impl SimState {
                         .collect(),
                     static_ips: vm.nics.iter().map(|n| n.static_ip.clone()).collect(),
                     port_groups: vm.nics.iter().map(|n| n.port_group_urn.clone()).collect(),
+                    disks: vm.disks.clone(),
+                    location: vm.location.clone(),
                     cdrom: vm.cdrom.clone(),
                     cdrom_label: iso.as_ref().map(|i| i.volume_label.clone()),
                     cdrom_files: iso.map(|i| i.files).unwrap_or_default(),
