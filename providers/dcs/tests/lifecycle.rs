@@ -1170,3 +1170,81 @@ async fn credentials_options_disks_and_placement_reach_the_vrm() {
         w.dcs_cluster("strict").await.status
     );
 }
+
+/// README: the DCSMachine conditions say what it waits for or what went wrong —
+/// `WaitingForBootstrapData`, `InstanceProvisioning`, and `DeletionFailed` when the cloud cannot
+/// be reached to delete the VM (the finalizer stays until it can).
+#[tokio::test]
+async fn conditions_say_what_a_machine_waits_for() {
+    let w = World::start().await;
+    w.cluster("c1", PASSWORD).await;
+    w.mark_infrastructure_provisioned("c1").await;
+    w.machine_with("c1", "slow", "ubuntu-2204-tmpl", None, false).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.machine_reason("slow").await.as_deref() == Some("WaitingForBootstrapData")
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("slow").await.map(|m| m.status)
+    );
+    w.sim
+        .state()
+        .update_knobs(|k| k.latency.clone = Duration::from_secs(20));
+    let machines: Api<Machine> = Api::namespaced(w.client.clone(), "default");
+    machines
+        .patch(
+            "slow",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"bootstrap": {"dataSecretName": "slow-boot"}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.machine_reason("slow").await.as_deref() == Some("InstanceProvisioning")
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("slow").await.map(|m| m.status)
+    );
+    w.sim
+        .state()
+        .update_knobs(|k| k.latency.clone = fast().knobs.latency.clone);
+
+    // Without its credentials the VM cannot be deleted: the finalizer stays and says why.
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), "default");
+    let creds = secrets.get("c1-creds").await.unwrap();
+    secrets.delete("c1-creds", &DeleteParams::default()).await.unwrap();
+    Api::<DCSMachine>::namespaced(w.client.clone(), "default")
+        .delete("slow", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            w.dcs_machine("slow")
+                .await
+                .and_then(|m| m.status)
+                .and_then(|s| conditions::get(&s.conditions, "Ready").cloned())
+                .is_some_and(|c| c.reason == "DeletionFailed" && c.message.contains("c1-creds"))
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("slow").await.map(|m| m.status)
+    );
+    // Back with its credentials, the deletion completes.
+    let mut restored = creds.clone();
+    restored.metadata = kube::api::ObjectMeta {
+        name: Some("c1-creds".into()),
+        ..Default::default()
+    };
+    secrets.create(&Default::default(), &restored).await.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.dcs_machine("slow").await.is_none()
+        })
+        .await,
+        "{:?}",
+        w.dcs_machine("slow").await.map(|m| m.status)
+    );
+}
