@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 
 use capstan_dcs::{DcsClient, DcsConfig};
 
-#[tokio::test]
-async fn dcs_simulator_serves_a_client_and_stops_on_sigterm() {
+/// Starts `capstan sim dcs` with `extra` flags; returns the child, a logged-in client's config
+/// and the CA file's directory.
+async fn start_sim(extra: &[&str], user: &str) -> (std::process::Child, DcsConfig, tempfile::TempDir) {
     capstan_runtime::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
         .args(["sim", "dcs", "--bind", "127.0.0.1:0", "--ca-file"])
         .arg(&ca_file)
+        .args(extra)
         .env("CAPSTAN_SIM_PASSWORD", "Another-Passw0rd")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -35,8 +37,14 @@ async fn dcs_simulator_serves_a_client_and_stops_on_sigterm() {
         .strip_prefix("url=")
         .unwrap_or_else(|| panic!("first line: {line:?}"));
 
-    let mut config = DcsConfig::new(url.parse().unwrap(), "capstan", "Another-Passw0rd");
+    let mut config = DcsConfig::new(url.parse().unwrap(), user, "Another-Passw0rd");
     config.ca_bundle_pem = Some(std::fs::read(&ca_file).unwrap());
+    (child, config, dir)
+}
+
+#[tokio::test]
+async fn dcs_simulator_serves_a_client_and_stops_on_sigterm() {
+    let (mut child, config, _dir) = start_sim(&[], "capstan").await;
     let client = DcsClient::new(config).unwrap();
     let template = client.find_template("ubuntu-2204-tmpl").await.unwrap();
     assert!(template.urn.contains(":vms:"), "{template:?}");
@@ -54,4 +62,42 @@ async fn dcs_simulator_serves_a_client_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// README `sim dcs` flags: `--user`, `--clone-seconds` (a clone task runs that long) and
+/// `--max-concurrent-tasks` (beyond it new tasks are refused with HTTP 503, as a busy VRM does).
+#[tokio::test]
+async fn dcs_simulator_flags_shape_its_behaviour() {
+    use capstan_dcs::client::CloneSpec;
+    let (mut child, config, _dir) = start_sim(
+        &[
+            "--user",
+            "tester",
+            "--clone-seconds",
+            "3",
+            "--max-concurrent-tasks",
+            "1",
+            "--error-rate",
+            "0",
+        ],
+        "tester",
+    )
+    .await;
+    let client = DcsClient::new(config).unwrap();
+    let template = client.find_template("ubuntu-2204-tmpl").await.unwrap();
+    let started = Instant::now();
+    let first = client.clone_vm(&template, &CloneSpec::new("one")).await.unwrap();
+    let busy = client.clone_vm(&template, &CloneSpec::new("two")).await.unwrap_err();
+    assert_eq!(busy.status(), Some(503), "{busy:?}");
+    assert!(busy.is_retryable());
+    client
+        .wait_task(&first.task(), Duration::from_millis(100), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "the clone took --clone-seconds"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
 }
