@@ -632,6 +632,41 @@ async fn a_cluster_of_machines_and_a_deployment_scales_rolls_pauses_and_deletes(
     scale(3).await;
     assert!(workers_settle(&client, 3, "worker-a").await, "scaled to 3");
 
+    // README: a clone left by a crash between creating it and creating its Machine (here: a
+    // DCSMachine of the set, owned by it, with no Machine of its name) is deleted.
+    let dcs: Api<DCSMachine> = Api::namespaced(client.clone(), NS);
+    let sample = dcs
+        .get(&workers(&client).await[0].spec.infrastructure_ref.name)
+        .await
+        .unwrap();
+    let mut orphan = sample.clone();
+    orphan.metadata = kube::api::ObjectMeta {
+        name: Some("md-0-orphan-clone".into()),
+        namespace: Some(NS.into()),
+        labels: sample.metadata.labels.clone(),
+        annotations: sample.metadata.annotations.clone(),
+        owner_references: sample.metadata.owner_references.clone(),
+        ..Default::default()
+    };
+    orphan.spec.provider_id = None;
+    orphan.status = None;
+    dcs.create(&PostParams::default(), &orphan).await.unwrap();
+    // Any change to the set makes it reconcile (it also resyncs on its own).
+    sets.patch(
+        &sets.list(&ListParams::default()).await.unwrap().items[0].name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"poke": "orphan"}}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            dcs.get_opt("md-0-orphan-clone").await.unwrap().is_none()
+        })
+        .await,
+        "the orphaned clone is deleted"
+    );
+
     // Roll to a new template, restarting the core in the middle; sample all along.
     let min_ready = Arc::new(AtomicI32::new(i32::MAX));
     let max_live = Arc::new(AtomicI32::new(0));
