@@ -45,16 +45,8 @@ where
         }
         let mut h = DefaultHasher::new();
         (self.fields)(obj).hash(&mut h);
-        seen.insert(uid, h.finish()) != Some(h.finish())
-    }
-
-    /// Objects remembered (one per object seen).
-    pub fn len(&self) -> usize {
-        self.seen.lock().expect("change filter poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        let digest = h.finish();
+        seen.insert(uid, digest) != Some(digest)
     }
 }
 

@@ -11,7 +11,9 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-pub const UNINITIALIZED_TAINT: &str = "node.cluster.x-k8s.io/uninitialized";
+/// The taint the bootstrap provider registers workers with, removed here once synced.
+pub use capstan_kubeadm::document::UNINITIALIZED_TAINT;
+
 pub const ANNOTATION_CLUSTER_NAME: &str = "cluster.x-k8s.io/cluster-name";
 pub const ANNOTATION_CLUSTER_NAMESPACE: &str = "cluster.x-k8s.io/cluster-namespace";
 pub const ANNOTATION_MACHINE: &str = "cluster.x-k8s.io/machine";

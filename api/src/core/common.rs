@@ -34,7 +34,7 @@ impl ContractVersionedObjectReference {
 }
 
 /// `host:port` of an API server.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiEndpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -101,17 +101,15 @@ pub struct ConcurrencyArgs {
     pub machinedeployment_concurrency: u16,
 }
 
+/// The flags' own defaults (for callers that build a manager without a command line).
 impl Default for ConcurrencyArgs {
     fn default() -> Self {
-        ConcurrencyArgs {
-            dcsmachine_concurrency: Concurrency::DEFAULT,
-            dcscluster_concurrency: Concurrency::DEFAULT,
-            kubeadmconfig_concurrency: Concurrency::DEFAULT,
-            cluster_concurrency: Concurrency::DEFAULT,
-            machine_concurrency: Concurrency::DEFAULT,
-            machineset_concurrency: Concurrency::DEFAULT,
-            machinedeployment_concurrency: Concurrency::DEFAULT,
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            concurrency: ConcurrencyArgs,
         }
+        <Defaults as clap::Parser>::parse_from(["capstan"]).concurrency
     }
 }
 

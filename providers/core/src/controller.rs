@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_api::contract::LABEL_CLUSTER_NAME;
-use capstan_api::core::{Cluster, Machine};
+use capstan_api::core::{ApiEndpoint, Cluster, Machine};
 use capstan_runtime::backoff::ObjectKey;
 use capstan_runtime::predicate::ChangeFilter;
 use capstan_runtime::preflight::RequiredCrd;
@@ -80,10 +80,6 @@ impl<P: InfraProvider> LifecycleProvider<P> {
         self.poll_interval = Some(interval);
         self
     }
-}
-
-fn key<K: Resource<DynamicType = ()>>(o: &K) -> ObjectKey {
-    ObjectKey::of(o)
 }
 
 impl<P> capstan_runtime::Provider for LifecycleProvider<P>
@@ -197,7 +193,7 @@ where
                 let controller = controller.clone();
                 async move {
                     let span =
-                        info_span!("reconcile", provider = name, controller = %controller, object = %key(obj.as_ref()));
+                        info_span!("reconcile", provider = name, controller = %controller, object = %ObjectKey::of(obj.as_ref()));
                     let timer = Timer::start();
                     let result = crate::machine::reconcile::<P>(obj, state.clone())
                         .instrument(span)
@@ -210,7 +206,7 @@ where
                     result
                 }
             },
-            |obj: Arc<P::Machine>, err: &Error, state: Arc<Ctx<P>>| error_policy(&key(obj.as_ref()), err, &state),
+            |obj: Arc<P::Machine>, err: &Error, state: Arc<Ctx<P>>| error_policy(&ObjectKey::of(obj.as_ref()), err, &state),
             state,
         )
         .for_each(|_| async {})
@@ -246,7 +242,7 @@ where
             let controller = controller.clone();
             async move {
                 let span =
-                    info_span!("reconcile", provider = name, controller = %controller, object = %key(obj.as_ref()));
+                    info_span!("reconcile", provider = name, controller = %controller, object = %ObjectKey::of(obj.as_ref()));
                 let timer = Timer::start();
                 let result = crate::cluster::reconcile::<P>(obj, state.clone())
                     .instrument(span)
@@ -257,7 +253,7 @@ where
                 result
             }
         },
-        |obj: Arc<P::Cluster>, err: &Error, state: Arc<Ctx<P>>| error_policy(&key(obj.as_ref()), err, &state),
+        |obj: Arc<P::Cluster>, err: &Error, state: Arc<Ctx<P>>| error_policy(&ObjectKey::of(obj.as_ref()), err, &state),
         state,
     )
     .for_each(|_| async {})
@@ -265,16 +261,13 @@ where
 }
 
 /// What the infrastructure controllers read of a Cluster: a change elsewhere wakes nothing.
-fn cluster_fields(c: &Cluster) -> (bool, bool, Option<String>, bool, Option<String>) {
+fn cluster_fields(c: &Cluster) -> (bool, bool, Option<String>, bool, Option<ApiEndpoint>) {
     (
         c.is_paused(),
         c.annotations().contains_key(capstan_api::contract::ANNOTATION_PAUSED),
         c.spec.infrastructure_ref.as_ref().map(|r| r.name.clone()),
         c.infrastructure_provisioned(),
-        c.spec
-            .control_plane_endpoint
-            .as_ref()
-            .map(|e| format!("{:?}:{:?}", e.host, e.port)),
+        c.spec.control_plane_endpoint.clone(),
     )
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use capstan_api::conditions::{self, NewCondition, Status};
 use capstan_api::contract::{is_externally_managed, is_paused};
 use capstan_api::core::{Cluster, Machine};
+use capstan_runtime::backoff::ObjectKey;
 use capstan_runtime::finalizer;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -149,7 +150,7 @@ where
     let step = provision::<P>(&ctx, m, &machine, &cluster, status).await?;
     let requeue = step.requeue;
     if !step.failed {
-        ctx.backoff.reset(&key(m));
+        ctx.backoff.reset(&ObjectKey::of(m));
     }
     write_status::<P>(&ctx, &api, m, step.status).await?;
     if let Some(id) = step.provider_id {
@@ -319,7 +320,6 @@ where
         control_plane: machine.is_control_plane(),
     };
     let provider = ctx.provider.as_ref();
-    let cloud = |e: P::Error| (e.is_retryable(), e.reason(), e.to_string());
 
     // An operation in flight is polled, never started again.
     let mut status = match poll_in_flight(ctx, m, &scope, status).await? {
@@ -329,7 +329,7 @@ where
 
     let instance = match provider.find_instance(&scope).await {
         Ok(i) => i,
-        Err(e) => return cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
+        Err(e) => return cloud_failure(ctx, m, status, e),
     };
     let Some(instance) = instance else {
         if m.spec().provider_id().is_some() {
@@ -382,7 +382,7 @@ where
                 .await;
                 Ok(Step::new(status, Some(ctx.poll_interval)))
             }
-            Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
+            Err(e) => cloud_failure(ctx, m, status, e),
         };
     };
 
@@ -422,7 +422,6 @@ where
         return Ok(Polled::Done(status));
     };
     let generation = m.meta().generation;
-    let cloud = |e: P::Error| (e.is_retryable(), e.reason(), e.to_string());
     let step = match ctx.provider.poll_operation(scope, &op).await {
         Ok(OperationState::Running) if expired(&op, ctx.operation_timeout) => {
             // A hung cloud task must not keep the machine Provisioning for ever: drop it, say
@@ -431,7 +430,7 @@ where
             let message = timed_out_message(&op, ctx.operation_timeout);
             waiting(&mut status, OPERATION_TIMED_OUT, message.clone(), generation);
             ctx.event(&m.object_ref(&()), true, OPERATION_TIMED_OUT, message).await;
-            Step::failed(status, ctx.backoff.next_delay(&key(m)))
+            Step::failed(status, ctx.backoff.next_delay(&ObjectKey::of(m)))
         }
         Ok(OperationState::Running) => Step::new(status, Some(ctx.poll_interval)),
         Ok(OperationState::Succeeded) => {
@@ -441,14 +440,8 @@ where
         Ok(OperationState::Failed { message }) if op.kind == OperationKind::Cleanup => {
             // The machine runs; only its clean-up failed, and is retried.
             status.operation = None;
-            let message = format!("Removing the bootstrap data from the instance failed, retrying: {message}");
-            conditions::set(
-                &mut status.conditions,
-                NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, CLEANUP_FAILED, message.clone()),
-                generation,
-            );
-            ctx.event(&m.object_ref(&()), true, CLEANUP_FAILED, message).await;
-            Step::failed(status, ctx.backoff.next_delay(&key(m)))
+            let delay = cleanup_failed(ctx, m, &mut status, message).await;
+            Step::failed(status, delay)
         }
         Ok(OperationState::Failed { message }) => {
             status.operation = None;
@@ -460,9 +453,9 @@ where
             );
             ctx.event(&m.object_ref(&()), true, INSTANCE_PROVISIONING_FAILED, message)
                 .await;
-            Step::failed(status, ctx.backoff.next_delay(&key(m)))
+            Step::failed(status, ctx.backoff.next_delay(&ObjectKey::of(m)))
         }
-        Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED)?,
+        Err(e) => cloud_failure(ctx, m, status, e)?,
     };
     Ok(Polled::Wait(step))
 }
@@ -483,7 +476,6 @@ where
 {
     let generation = m.meta().generation;
     let provider = ctx.provider.as_ref();
-    let cloud = |e: P::Error| (e.is_retryable(), e.reason(), e.to_string());
     let was_provisioned = m
         .status()
         .and_then(|s| s.initialization.as_ref())
@@ -512,15 +504,15 @@ where
             match provider.delete_instance(scope, instance).await {
                 Ok(op) => {
                     status.operation = op.map(|op| pending(OperationKind::Delete, op));
-                    Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))))
+                    Ok(Step::failed(status, ctx.backoff.next_delay(&ObjectKey::of(m))))
                 }
-                Err(e) => cloud_failure(ctx, m, status, cloud(e), INSTANCE_PROVISIONING_FAILED),
+                Err(e) => cloud_failure(ctx, m, status, e),
             }
         }
         // A machine that ran and broke is reported; replacing it is remediation's call.
         InstanceState::Failed(message) => {
             waiting(&mut status, INSTANCE_PROVISIONING_FAILED, message.clone(), generation);
-            Ok(Step::failed(status, ctx.backoff.next_delay(&key(m))))
+            Ok(Step::failed(status, ctx.backoff.next_delay(&ObjectKey::of(m))))
         }
         other => {
             waiting(
@@ -574,7 +566,7 @@ where
         // Provisioned all the same; the clean-up is retried until it is done.
         Err(delay) => return Ok(Step::failed(status, delay)),
     }
-    ctx.backoff.reset(&key(m));
+    ctx.backoff.reset(&ObjectKey::of(m));
     Ok(Step::new(status, None))
 }
 
@@ -613,13 +605,7 @@ where
             waiting(&mut status, INSTANCE_PROVISIONING, "Starting the instance", generation);
             Ok(Step::new(status, Some(ctx.poll_interval)))
         }
-        Err(e) => cloud_failure(
-            ctx,
-            m,
-            status,
-            (e.is_retryable(), e.reason(), e.to_string()),
-            INSTANCE_PROVISIONING_FAILED,
-        ),
+        Err(e) => cloud_failure(ctx, m, status, e),
     }
 }
 
@@ -664,26 +650,35 @@ where
             );
             Ok(Some(ctx.poll_interval))
         }
-        Err(e) => {
-            let message = format!("Removing the bootstrap data from the instance failed, retrying: {e}");
-            warn!(error = %e, "bootstrap clean-up failed");
-            let first = conditions::get(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP)
-                .is_none_or(|c| c.reason != CLEANUP_FAILED);
-            conditions::set(
-                &mut status.conditions,
-                NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, CLEANUP_FAILED, message.clone()),
-                generation,
-            );
-            if first {
-                ctx.event(&m.object_ref(&()), true, CLEANUP_FAILED, message).await;
-            }
-            Err(ctx.backoff.next_delay(&key(m)))
-        }
+        Err(e) => Err(cleanup_failed(ctx, m, status, e).await),
     }
 }
 
-fn key<K: Resource<DynamicType = ()>>(m: &K) -> capstan_runtime::backoff::ObjectKey {
-    capstan_runtime::backoff::ObjectKey::of(m)
+/// Records a failed bootstrap clean-up, whether the provider's call or the cloud task it
+/// started failed: the condition says why, a Warning Event marks the first failure of a streak.
+/// Returns the backoff before the next attempt.
+async fn cleanup_failed<P>(
+    ctx: &Ctx<P>,
+    m: &P::Machine,
+    status: &mut InfraMachineStatus,
+    cause: impl std::fmt::Display,
+) -> Duration
+where
+    P: InfraProvider,
+{
+    let message = format!("Removing the bootstrap data from the instance failed, retrying: {cause}");
+    warn!(error = %cause, "bootstrap clean-up failed");
+    let first =
+        conditions::get(&status.conditions, BOOTSTRAP_DATA_CLEANED_UP).is_none_or(|c| c.reason != CLEANUP_FAILED);
+    conditions::set(
+        &mut status.conditions,
+        NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, CLEANUP_FAILED, message.clone()),
+        m.meta().generation,
+    );
+    if first {
+        ctx.event(&m.object_ref(&()), true, CLEANUP_FAILED, message).await;
+    }
+    ctx.backoff.next_delay(&ObjectKey::of(m))
 }
 
 /// A cloud error becomes a condition; retryable ones back off, terminal ones wait for a change.
@@ -691,15 +686,18 @@ fn cloud_failure<P, K: Resource<DynamicType = ()>>(
     ctx: &Ctx<P>,
     m: &K,
     mut status: InfraMachineStatus,
-    (retryable, reason, message): (bool, &'static str, String),
-    fallback_reason: &str,
+    e: impl CloudError,
 ) -> Result<Step, Error> {
     let generation = m.meta().generation;
-    let reason = if reason.is_empty() { fallback_reason } else { reason };
+    let (retryable, message) = (e.is_retryable(), e.to_string());
+    let reason = match e.reason() {
+        "" => INSTANCE_PROVISIONING_FAILED,
+        r => r,
+    };
     waiting(&mut status, reason, message.clone(), generation);
     warn!(retryable, reason, error = %message, "cloud call failed");
     let requeue = if retryable {
-        ctx.backoff.next_delay(&key(m))
+        ctx.backoff.next_delay(&ObjectKey::of(m))
     } else {
         ctx.resync_interval
     };
@@ -744,14 +742,14 @@ where
             "The Cluster is gone (neither the owner Machine nor the cluster.x-k8s.io/cluster-name label leads to one); cannot reach the cloud to delete the instance".into(),
         );
         write_status::<P>(ctx, api, m, status).await?;
-        return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+        return Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))));
     };
     let (infra_cluster, credentials) = match cluster_and_credentials(ctx, &ns, cluster).await? {
         Ok(v) => v,
         Err((_, message)) => {
             fail(&mut status, message);
             write_status::<P>(ctx, api, m, status).await?;
-            return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+            return Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))));
         }
     };
     let scope = MachineScope::<P> {
@@ -772,7 +770,7 @@ where
                 fail(&mut status, message.clone());
                 ctx.event(&m.object_ref(&()), true, OPERATION_TIMED_OUT, message).await;
                 write_status::<P>(ctx, api, m, status).await?;
-                return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+                return Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))));
             }
             Ok(OperationState::Running) => return Ok(Action::requeue(ctx.poll_interval)),
             Ok(OperationState::Succeeded) => status.operation = None,
@@ -786,7 +784,7 @@ where
             Err(e) => {
                 fail(&mut status, e.to_string());
                 write_status::<P>(ctx, api, m, status).await?;
-                return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+                return Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))));
             }
         }
     }
@@ -795,14 +793,14 @@ where
         Err(e) => {
             fail(&mut status, e.to_string());
             write_status::<P>(ctx, api, m, status).await?;
-            return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+            return Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))));
         }
     };
     let Some(instance) = instance else {
         if let Err(e) = provider.after_deleted(&scope).await {
             fail(&mut status, e.to_string());
             write_status::<P>(ctx, api, m, status).await?;
-            return Ok(Action::requeue(ctx.backoff.next_delay(&key(m))));
+            return Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))));
         }
         info!("instance gone, releasing the finalizer");
         ctx.event(
@@ -834,7 +832,7 @@ where
         Err(e) => {
             fail(&mut status, e.to_string());
             write_status::<P>(ctx, api, m, status).await?;
-            Ok(Action::requeue(ctx.backoff.next_delay(&key(m))))
+            Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))))
         }
     }
 }

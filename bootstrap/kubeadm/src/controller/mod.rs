@@ -15,7 +15,7 @@ use capstan_api::contract::{LABEL_CLUSTER_NAME, is_paused};
 use capstan_api::core::{Cluster, Machine};
 use capstan_api::owner::{controller_owner, owner_machine, owner_reference};
 use capstan_runtime::ProviderContext;
-use capstan_runtime::backoff::FailureBackoff;
+use capstan_runtime::backoff::{FailureBackoff, ObjectKey};
 use capstan_runtime::metrics::Metrics;
 use capstan_runtime::predicate::ChangeFilter;
 use futures::StreamExt;
@@ -139,10 +139,7 @@ pub async fn run(ctx: ProviderContext, opts: Options) {
                 "ControlPlaneInitialized",
             ),
             is_paused(Some(c), c.meta()),
-            c.spec
-                .control_plane_endpoint
-                .as_ref()
-                .map(|e| format!("{:?}:{:?}", e.host, e.port)),
+            c.spec.control_plane_endpoint.clone(),
         )
     });
     controller
@@ -177,12 +174,8 @@ pub async fn run(ctx: ProviderContext, opts: Options) {
         .await;
 }
 
-fn key(config: &KubeadmConfig) -> capstan_runtime::backoff::ObjectKey {
-    capstan_runtime::backoff::ObjectKey::of(config)
-}
-
 async fn reconcile(config: Arc<KubeadmConfig>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let key = key(&config);
+    let key = ObjectKey::of(config.as_ref());
     let span = info_span!("reconcile", controller = CONTROLLER, object = %key);
     let started = Instant::now();
     let result = reconcile_config(&config, &ctx).instrument(span).await;
@@ -195,7 +188,7 @@ async fn reconcile(config: Arc<KubeadmConfig>, ctx: Arc<Ctx>) -> Result<Action, 
 }
 
 fn error_policy(config: Arc<KubeadmConfig>, err: &Error, ctx: Arc<Ctx>) -> Action {
-    let key = key(&config);
+    let key = ObjectKey::of(config.as_ref());
     let delay = ctx.backoff.next_delay(&key);
     warn!(controller = CONTROLLER, object = %key, error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)

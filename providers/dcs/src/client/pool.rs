@@ -52,7 +52,6 @@ struct Entry {
 pub struct DcsClientPool {
     clients: Arc<Mutex<HashMap<PoolKey, Entry>>>,
     observer: Arc<dyn ApiObserver>,
-    idle_timeout: Duration,
 }
 
 impl Default for DcsClientPool {
@@ -66,13 +65,7 @@ impl DcsClientPool {
         DcsClientPool {
             clients: Arc::default(),
             observer,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
-    }
-
-    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle_timeout = idle;
-        self
     }
 
     /// The shared client for `config`. Idle clients are evicted (logged out in the background)
@@ -82,7 +75,7 @@ impl DcsClientPool {
         let now = Instant::now();
         let (client, idle) = {
             let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-            let idle = take_idle(&mut clients, now, self.idle_timeout, Some(&key));
+            let idle = take_idle(&mut clients, now, DEFAULT_IDLE_TIMEOUT, Some(&key));
             let client = match clients.get_mut(&key) {
                 Some(e) => {
                     e.last_used = now;
