@@ -25,6 +25,10 @@ pub struct DcsSimArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7443")]
     pub bind: SocketAddr,
+    /// Address of the simulated physical host, where clients push the bootstrap ISO (on DCS
+    /// the host's management address, commonly port 8443; VRM's host list reports this IP).
+    #[arg(long, default_value = "127.0.0.2:8443")]
+    pub host_bind: SocketAddr,
     /// Where to write the PEM of the CA that signed the server certificate (put it in
     /// `DCSCluster.spec.tls.caBundle`).
     #[arg(long)]
@@ -43,9 +47,12 @@ pub struct DcsSimArgs {
     /// Seconds a clone task takes.
     #[arg(long, default_value_t = 2.0)]
     pub clone_seconds: f64,
-    /// Seconds from power-on until the guest reports its IP addresses.
+    /// Seconds a start task takes (stopped → running).
     #[arg(long, default_value_t = 3.0)]
     pub boot_seconds: f64,
+    /// Seconds from running until the guest tools report the VM's IP addresses.
+    #[arg(long, default_value_t = 1.0)]
+    pub tools_seconds: f64,
     /// Fraction (0..1) of requests answered with an injected HTTP 5xx error.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
@@ -91,12 +98,14 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let config = SimConfig {
         guests,
         bind: args.bind,
+        host_bind: args.host_bind,
         user: args.user,
         password: args.password,
         knobs: SimKnobs {
             latency: Latency {
                 clone: Duration::from_secs_f64(args.clone_seconds),
                 boot: Duration::from_secs_f64(args.boot_seconds),
+                tools: Duration::from_secs_f64(args.tools_seconds),
                 ..Latency::default()
             },
             error_rate: args.error_rate,
@@ -107,7 +116,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     };
     let sim = Simulator::start(config)
         .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
+        .with_context(|| format!("cannot listen on {} and {}", args.bind, args.host_bind))?;
     if let Some(path) = &args.ca_file {
         std::fs::write(path, sim.ca_pem()).with_context(|| format!("cannot write {}", path.display()))?;
     }

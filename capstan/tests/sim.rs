@@ -16,7 +16,15 @@ async fn start_sim(extra: &[&str], user: &str) -> (std::process::Child, DcsConfi
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(["sim", "dcs", "--bind", "127.0.0.1:0", "--ca-file"])
+        .args([
+            "sim",
+            "dcs",
+            "--bind",
+            "127.0.0.1:0",
+            "--host-bind",
+            "127.0.0.2:0",
+            "--ca-file",
+        ])
         .arg(&ca_file)
         .args(extra)
         .env("CAPSTAN_SIM_PASSWORD", "Another-Passw0rd")
@@ -98,6 +106,77 @@ async fn dcs_simulator_flags_shape_its_behaviour() {
         started.elapsed() >= Duration::from_secs(3),
         "the clone took --clone-seconds"
     );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+/// README `sim dcs` flags: `--boot-seconds` (a start task takes that long), `--tools-seconds`
+/// (the VM reports its IP that long after it runs) and
+/// `--guest-emulation nodes-only` with `--guest-state-dir` (the VM boots the ISO in its drive:
+/// its cloud-config's files land on the VM's disk under the state directory).
+#[tokio::test]
+async fn dcs_simulator_boots_guests_after_boot_seconds() {
+    use capstan_dcs::client::CloneSpec;
+    use capstan_dcs::iso::{BootstrapVolume, NoCloudSeed};
+    let state = tempfile::tempdir().unwrap();
+    let flags = [
+        "--clone-seconds",
+        "0",
+        "--boot-seconds",
+        "2",
+        "--tools-seconds",
+        "1",
+        "--guest-emulation",
+        "nodes-only",
+        "--guest-state-dir",
+        state.path().to_str().unwrap(),
+    ];
+    let (mut child, config, _dir) = start_sim(&flags, "capstan").await;
+    let c = DcsClient::new(config).unwrap();
+    let (poll, wait) = (Duration::from_millis(50), Duration::from_secs(30));
+    let template = c.find_template("ubuntu-2204-tmpl").await.unwrap();
+    let vm = c.clone_vm(&template, &CloneSpec::new("booted")).await.unwrap();
+    c.wait_task(&vm.task(), poll, wait).await.unwrap();
+    let seed = NoCloudSeed {
+        instance_id: "uid-booted".into(),
+        hostname: "booted".into(),
+        user_data: b"#cloud-config\nwrite_files:\n- path: /etc/booted\n  content: from-the-iso\n".to_vec(),
+        ..Default::default()
+    };
+    let iso = c
+        .upload_iso(&vm.uri, "booted.iso", seed.to_iso().unwrap())
+        .await
+        .unwrap();
+    let attach = c.attach_cdrom(&vm.uri, &iso.device_path).await.unwrap();
+    c.wait_task(&attach, poll, wait).await.unwrap();
+    let powered_on = Instant::now();
+    let start = c.start_vm(&vm.uri).await.unwrap();
+    c.wait_task(&start, poll, wait).await.unwrap();
+    let booted_after = powered_on.elapsed();
+    assert!(
+        booted_after >= Duration::from_millis(1900),
+        "running {booted_after:?} after power-on, --boot-seconds is 2"
+    );
+
+    let running = loop {
+        let got = c.get_vm(&vm.uri).await.unwrap();
+        if !got.ipv4_addresses().is_empty() {
+            break got;
+        }
+        assert!(powered_on.elapsed() < wait, "no IP after {wait:?}");
+        tokio::time::sleep(poll).await;
+    };
+    let ip_after = powered_on.elapsed();
+    assert!(
+        ip_after >= Duration::from_millis(2900),
+        "IP reported {ip_after:?} after power-on, --boot-seconds 2 + --tools-seconds 1"
+    );
+    let booted = state.path().join("vms").join(running.id()).join("etc/booted");
+    while !booted.exists() {
+        assert!(powered_on.elapsed() < wait, "the guest never ran its cloud-config");
+        tokio::time::sleep(poll).await;
+    }
+    assert_eq!(std::fs::read_to_string(&booted).unwrap().trim(), "from-the-iso");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }

@@ -358,7 +358,7 @@ impl InfraProvider for DcsProvider {
         // A later start (stopped by hand, host failure) boots without the bootstrap volume: its
         // join secrets were taken away after the first boot and stay away.
         if let Boot::First(bootstrap) = boot
-            && vm.cd_rom_status.as_deref() != Some("occupied")
+            && !vm.cdrom_loaded()
         {
             // First the bootstrap volume, then (next pass) the power-on.
             let lease = self.pool_lease(scope).await?;
@@ -455,7 +455,7 @@ impl InfraProvider for DcsProvider {
         // VRM storage. Each pass does what is left: detach only what is still attached (a real
         // VRM may refuse an empty drive), and removing an image that is gone is success.
         let client = self.client(scope.cluster, scope.credentials)?;
-        if client.get_vm(&instance.id).await?.cd_rom_status.as_deref() == Some("occupied") {
+        if client.get_vm(&instance.id).await?.cdrom_loaded() {
             let task = client.detach_cdrom(&instance.id).await?;
             return Ok(Cleanup::Started(Operation {
                 id: task_id(&task.task_uri, &task.task_urn),

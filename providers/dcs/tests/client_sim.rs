@@ -475,10 +475,7 @@ async fn iso_upload_and_cdrom_attach() {
         let got = view.cdrom_files.iter().find(|g| g.name == f.name).unwrap();
         assert_eq!(got.data, f.data, "{}", f.name);
     }
-    assert_eq!(
-        c.get_vm(&cloned.uri).await.unwrap().cd_rom_status.as_deref(),
-        Some("occupied")
-    );
+    assert!(c.get_vm(&cloned.uri).await.unwrap().cdrom_loaded());
 
     let detach = c.detach_cdrom(&cloned.uri).await.unwrap();
     c.wait_task(&detach, POLL, WAIT).await.unwrap();
@@ -499,6 +496,41 @@ async fn iso_upload_and_cdrom_attach() {
 /// Issue 10 §1: the upload carries the session token, so it goes only to VRM or a host in VRM's
 /// own inventory: an answer naming any other address is refused before a byte (or the token)
 /// is sent.
+/// Issue 10 §5: the bytes go to the physical host (its own address, port and certificate, the
+/// `ip` VRM's host inventory lists), not to VRM; VRM itself takes no upload.
+#[tokio::test]
+async fn iso_bytes_go_to_the_host_not_to_vrm() {
+    let sim = start_sim().await;
+    assert_ne!(sim.host_url().host_str(), sim.url().host_str());
+    assert_ne!(sim.host_url().port(), sim.url().port());
+    let c = client(&sim);
+    let hosts = c.host_addresses().await.unwrap();
+    assert_eq!(hosts, [sim.host_url().host_str().unwrap()]);
+    let template = c.find_template("ubuntu-2204-tmpl").await.unwrap();
+    let cloned = c.clone_vm(&template, &CloneSpec::new("cp-host")).await.unwrap();
+    c.wait_task(&cloned.task(), POLL, WAIT).await.unwrap();
+    c.upload_iso(&cloned.uri, "cp-host.iso", b"iso bytes".to_vec())
+        .await
+        .unwrap();
+    let id = sim.state().vm_by_name("cp-host").unwrap().id;
+    assert_eq!(sim.state().uploaded_images(), [(id, "cp-host.iso".to_string())]);
+
+    // VRM's own address serves no upload path, and the host serves no VRM API.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    for (base, path) in [(sim.url(), "/upload/anything"), (sim.host_url(), "/service/sites")] {
+        let status = http
+            .request(reqwest::Method::PUT, base.join(path).unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{base}{path}");
+    }
+}
+
 #[tokio::test]
 async fn iso_upload_to_an_address_outside_the_inventory_is_refused() {
     let sim = start_sim().await;

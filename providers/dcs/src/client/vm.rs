@@ -152,6 +152,17 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// Whether the CD-ROM drive holds an image. Only `"empty"` is a value seen from a real VRM
+    /// (`cdRomStatus` of a VM without one); what VRM reports for a loaded drive is unconfirmed
+    /// (the simulator says `"occupied"`), so any other reported value counts as loaded. A drive
+    /// wrongly taken as loaded costs one detach; one wrongly taken as empty would leave the join
+    /// secrets attached.
+    pub fn cdrom_loaded(&self) -> bool {
+        self.cd_rom_status
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty() && !s.eq_ignore_ascii_case("empty"))
+    }
+
     /// The id part of the URN (`i-0000027D`).
     pub fn id(&self) -> &str {
         urn::id_of(&self.urn)
@@ -667,6 +678,22 @@ mod tests {
                          "memory": {"quantityMb": 2048}}
         }))
         .unwrap()
+    }
+
+    /// Issue 10 §5: the provider's state machine no longer hangs on the simulator's own literal:
+    /// only the confirmed `"empty"` (or no value) is an empty drive.
+    #[test]
+    fn a_drive_is_loaded_unless_vrm_says_empty() {
+        let with = |status: Option<&str>| Vm {
+            cd_rom_status: status.map(str::to_string),
+            ..template()
+        };
+        for loaded in ["occupied", "mounted", "inserted", "Occupied"] {
+            assert!(with(Some(loaded)).cdrom_loaded(), "{loaded}");
+        }
+        for empty in [None, Some("empty"), Some("EMPTY"), Some(""), Some(" ")] {
+            assert!(!with(empty).cdrom_loaded(), "{empty:?}");
+        }
     }
 
     #[test]

@@ -65,7 +65,15 @@ pub(crate) fn router(shared: Sh) -> Router {
         .route("/service/sites/{site}/vms/{vm}/action/{action}", post(vm_action))
         .route("/service/sites/{site}/tasks", get(list_tasks))
         .route("/service/sites/{site}/tasks/{task}", get(get_task))
-        .route("/sim-host/upload/{ticket}", put(upload))
+        .fallback(|| async { fault(StatusCode::NOT_FOUND, codes::BAD_REQUEST, "no such resource") })
+        .layer(DefaultBodyLimit::max(64 << 20))
+        .with_state(shared)
+}
+
+/// The physical host's management endpoint: it takes only the upload bytes.
+pub(crate) fn host_router(shared: Sh) -> Router {
+    Router::new()
+        .route("/upload/{ticket}", put(upload))
         .fallback(|| async { fault(StatusCode::NOT_FOUND, codes::BAD_REQUEST, "no such resource") })
         .layer(DefaultBodyLimit::max(64 << 20))
         .with_state(shared)
@@ -238,7 +246,7 @@ async fn list_hosts(State(sh): State<Sh>, Path(site): Path<String>, h: HeaderMap
     let urn = w.host_urn();
     ok(json!({"total": 1, "hosts": [{
         "urn": urn, "uri": crate::client::urn::urn_to_uri(&urn), "name": w.config.host_name,
-        "clusterUrn": w.cluster_urn(), "status": "normal", "ip": "127.0.0.1",
+        "clusterUrn": w.cluster_urn(), "status": "normal", "ip": host_ip(&sh.host_url),
     }]}))
 }
 
@@ -891,8 +899,8 @@ fn apply_upload(sh: &Sh, w: &mut World, vm_id: &str, body: &Value) -> Answer {
     w.tickets.insert(ticket.clone(), device_path.clone());
     ok(json!({
         "uploadUri": format!(
-            "{}/sim-host/upload/{ticket}",
-            w.knobs.upload_base_override.as_deref().unwrap_or(&sh.base_url)
+            "{}/upload/{ticket}",
+            w.knobs.upload_base_override.as_deref().unwrap_or(&sh.host_url)
         ),
         "devicePath": device_path,
     }))
@@ -941,4 +949,12 @@ async fn upload(State(sh): State<Sh>, Path(ticket): Path<String>, h: HeaderMap, 
     upload.data = Some(body.to_vec());
     w.tickets.remove(&ticket);
     ok(json!({}))
+}
+
+/// The address part of `https://<ip>:<port>`, as the host inventory reports it.
+fn host_ip(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
 }

@@ -152,6 +152,10 @@ pub struct SimPortGroup {
 pub struct SimConfig {
     /// Where to listen; port 0 picks a free port. Always a loopback address in tests.
     pub bind: SocketAddr,
+    /// Where the cluster's physical host listens for uploads (on DCS its management address,
+    /// commonly port 8443): another address than VRM's, so a client that sends the bytes to
+    /// VRM, or trusts only VRM's own certificate, fails here as it would on a real site.
+    pub host_bind: SocketAddr,
     pub user: String,
     pub password: String,
     pub site_id: String,
@@ -177,6 +181,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            host_bind: SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), 0)),
             user: "capstan".into(),
             password: "Sim-Passw0rd!".into(),
             site_id: "3F7B07E2".into(),
@@ -210,16 +215,47 @@ impl Default for SimConfig {
 pub struct Simulator;
 
 impl Simulator {
-    /// Starts the simulator on `config.bind` and returns once it accepts connections.
+    /// Starts the simulator (VRM on `config.bind`, the host's upload endpoint on
+    /// `config.host_bind`) and returns once both accept connections.
     pub async fn start(config: SimConfig) -> io::Result<SimHandle> {
-        let tcp = tokio::net::TcpListener::bind(config.bind).await?;
-        let addr = tcp.local_addr()?;
-        let pki = tls::generate(addr.ip())?;
-        let url = format!("https://{addr}");
-        let shared = Shared::new(config, url.clone());
-        let (listener, accept_task) = tls::TlsListener::new(tcp, pki.server_config)?;
+        let vrm_tcp = tokio::net::TcpListener::bind(config.bind).await?;
+        let host_tcp = tokio::net::TcpListener::bind(config.host_bind).await?;
+        let (vrm_addr, host_addr) = (vrm_tcp.local_addr()?, host_tcp.local_addr()?);
+        let pki = tls::generate(vrm_addr.ip(), host_addr.ip())?;
+        let url = format!("https://{vrm_addr}");
+        let host_url = format!("https://{host_addr}");
+        let shared = Shared::new(config, host_url.clone());
+        let servers = vec![
+            Server::start("VRM", vrm_tcp, pki.vrm, api::router(shared.clone()))?,
+            Server::start("host", host_tcp, pki.host, api::host_router(shared.clone()))?,
+        ];
+        tracing::info!(%url, %host_url, "VRM simulator listening");
+        Ok(SimHandle {
+            url: Url::parse(&url).map_err(io::Error::other)?,
+            host_url: Url::parse(&host_url).map_err(io::Error::other)?,
+            ca_pem: pki.ca_pem,
+            state: SimState { shared },
+            servers,
+        })
+    }
+}
+
+/// One HTTPS listener of the simulator and the axum server behind it.
+struct Server {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    accept_task: tokio::task::JoinHandle<()>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(
+        name: &'static str,
+        tcp: tokio::net::TcpListener,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+        app: axum::Router,
+    ) -> io::Result<Server> {
+        let (listener, accept_task) = tls::TlsListener::new(tcp, tls)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = api::router(shared.clone());
         let server = tokio::spawn(async move {
             let res = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -227,29 +263,41 @@ impl Simulator {
                 })
                 .await;
             if let Err(e) = res {
-                tracing::warn!(error = %e, "VRM simulator stopped with an error");
+                tracing::warn!(error = %e, "{name} simulator stopped with an error");
             }
         });
-        tracing::info!(%url, "VRM simulator listening");
-        Ok(SimHandle {
-            url: Url::parse(&url).map_err(io::Error::other)?,
-            ca_pem: pki.ca_pem,
-            state: SimState { shared },
+        Ok(Server {
             stop: Some(stop_tx),
             accept_task,
             server: Some(server),
         })
     }
+
+    fn signal_stop(&mut self) {
+        self.accept_task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
-/// A running simulator. Dropping it stops the server.
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.signal_stop();
+        // Idle keep-alive connections would otherwise hold the server task open.
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A running simulator. Dropping it stops the servers.
 pub struct SimHandle {
     url: Url,
+    host_url: Url,
     ca_pem: String,
     state: SimState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    accept_task: tokio::task::JoinHandle<()>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    servers: Vec<Server>,
 }
 
 impl SimHandle {
@@ -258,7 +306,13 @@ impl SimHandle {
         &self.url
     }
 
-    /// The PEM of the CA that signed the server certificate.
+    /// The physical host's management endpoint uploads go to (its own address, port and
+    /// certificate; the host's `ip` in VRM's inventory).
+    pub fn host_url(&self) -> &Url {
+        &self.host_url
+    }
+
+    /// The PEM of the CA that signed both server certificates.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
@@ -267,29 +321,15 @@ impl SimHandle {
         self.state.clone()
     }
 
-    /// Stops accepting, lets in-flight requests finish (bounded), and waits for the server.
+    /// Stops accepting, lets in-flight requests finish (bounded), and waits for the servers.
     pub async fn shutdown(mut self) {
-        self.accept_task.abort();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take()
-            && tokio::time::timeout(Duration::from_secs(5), server).await.is_err()
-        {
-            tracing::warn!("VRM simulator did not stop within 5s");
-        }
-    }
-}
-
-impl Drop for SimHandle {
-    fn drop(&mut self) {
-        self.accept_task.abort();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Idle keep-alive connections would otherwise hold the server task open.
-        if let Some(server) = self.server.take() {
-            server.abort();
+        self.servers.iter_mut().for_each(Server::signal_stop);
+        for s in &mut self.servers {
+            if let Some(server) = s.server.take()
+                && tokio::time::timeout(Duration::from_secs(5), server).await.is_err()
+            {
+                tracing::warn!("VRM simulator did not stop within 5s");
+            }
         }
     }
 }

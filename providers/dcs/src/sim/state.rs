@@ -123,11 +123,12 @@ pub(crate) struct World {
 
 pub(crate) struct Shared {
     world: Mutex<World>,
-    pub base_url: String,
+    /// The host's upload endpoint, `https://<host ip>:<port>`.
+    pub host_url: String,
 }
 
 impl Shared {
-    pub fn new(config: SimConfig, base_url: String) -> Arc<Self> {
+    pub fn new(config: SimConfig, host_url: String) -> Arc<Self> {
         let knobs = config.knobs.clone();
         let mut w = World {
             rng: config.seed | 1,
@@ -184,7 +185,7 @@ impl Shared {
         }
         Arc::new(Shared {
             world: Mutex::new(w),
-            base_url,
+            host_url,
         })
     }
 

@@ -1,4 +1,4 @@
-//! A throwaway PKI (CA + server certificate for 127.0.0.1) and an HTTPS listener for axum, so
+//! A throwaway PKI (CA + server certificates for VRM and its host) and an HTTPS listener for axum, so
 //! clients under test verify certificates exactly as they would against a real VRM with a
 //! private CA.
 
@@ -25,7 +25,8 @@ use tokio_rustls::server::TlsStream;
 
 pub(crate) struct Pki {
     pub ca_pem: String,
-    pub server_config: Arc<rustls::ServerConfig>,
+    pub vrm: Arc<rustls::ServerConfig>,
+    pub host: Arc<rustls::ServerConfig>,
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -62,8 +63,11 @@ fn builder(cn: &str, key: &PKey<Private>) -> Result<(X509Builder, X509Name), ope
     Ok((b, name))
 }
 
-pub(crate) fn generate(ip: IpAddr) -> io::Result<Pki> {
-    let (ca, cert, key) = (|| -> Result<_, openssl::error::ErrorStack> {
+/// A CA and two server certificates signed by it: one for VRM's address and one for the
+/// physical host's management address, where clients push uploads (on DCS a separate address,
+/// port and certificate).
+pub(crate) fn generate(vrm: IpAddr, host: IpAddr) -> io::Result<Pki> {
+    let (ca, leaves) = (|| -> Result<_, openssl::error::ErrorStack> {
         let ca_key = new_key()?;
         let (mut b, subject) = builder("Capstan VRM simulator CA", &ca_key)?;
         b.set_issuer_name(&subject)?;
@@ -73,39 +77,52 @@ pub(crate) fn generate(ip: IpAddr) -> io::Result<Pki> {
         b.append_extension(ski)?;
         b.sign(&ca_key, MessageDigest::sha256())?;
         let ca = b.build();
-
-        let key = new_key()?;
-        let (mut b, _) = builder(&ip.to_string(), &key)?;
-        b.set_issuer_name(ca.subject_name())?;
-        b.append_extension(BasicConstraints::new().build()?)?;
-        b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
-        b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-        let san = SubjectAlternativeName::new()
-            .ip(&ip.to_string())
-            .dns("localhost")
-            .build(&b.x509v3_context(Some(&ca), None))?;
-        b.append_extension(san)?;
-        let aki = AuthorityKeyIdentifier::new()
-            .keyid(true)
-            .build(&b.x509v3_context(Some(&ca), None))?;
-        b.append_extension(aki)?;
-        b.sign(&ca_key, MessageDigest::sha256())?;
+        let leaves = [vrm, host]
+            .into_iter()
+            .map(|ip| leaf(&ca, &ca_key, ip))
+            .collect::<Result<Vec<_>, _>>()?;
         // The CA key is dropped here: nothing else is ever signed with it.
-        Ok((ca, b.build(), key))
+        Ok((ca, leaves))
     })()
     .map_err(other)?;
-    server_pki(&ca, &cert, &key)
+    let ca_pem = String::from_utf8(ca.to_pem().map_err(other)?).map_err(other)?;
+    let [vrm, host] = &leaves[..] else {
+        unreachable!("two leaves were issued")
+    };
+    Ok(Pki {
+        ca_pem,
+        vrm: server_config(&ca, &vrm.0, &vrm.1)?,
+        host: server_config(&ca, &host.0, &host.1)?,
+    })
 }
 
-fn server_pki(ca: &X509, cert: &X509, key: &PKey<Private>) -> io::Result<Pki> {
-    let ca_pem = String::from_utf8(ca.to_pem().map_err(other)?).map_err(other)?;
+fn leaf(ca: &X509, ca_key: &PKey<Private>, ip: IpAddr) -> Result<(X509, PKey<Private>), openssl::error::ErrorStack> {
+    let key = new_key()?;
+    let (mut b, _) = builder(&ip.to_string(), &key)?;
+    b.set_issuer_name(ca.subject_name())?;
+    b.append_extension(BasicConstraints::new().build()?)?;
+    b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
+    b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+    let san = SubjectAlternativeName::new()
+        .ip(&ip.to_string())
+        .dns("localhost")
+        .build(&b.x509v3_context(Some(ca), None))?;
+    b.append_extension(san)?;
+    let aki = AuthorityKeyIdentifier::new()
+        .keyid(true)
+        .build(&b.x509v3_context(Some(ca), None))?;
+    b.append_extension(aki)?;
+    b.sign(ca_key, MessageDigest::sha256())?;
+    Ok((b.build(), key))
+}
+
+fn server_config(ca: &X509, cert: &X509, key: &PKey<Private>) -> io::Result<Arc<rustls::ServerConfig>> {
     let chain = vec![
         CertificateDer::from(cert.to_der().map_err(other)?),
         CertificateDer::from(ca.to_der().map_err(other)?),
     ];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.private_key_to_pkcs8().map_err(other)?));
-    // An explicit provider: the workspace links both ring and aws-lc-rs, and rustls refuses to
-    // pick one on its own.
+    // An explicit provider: rustls refuses to pick one on its own when features could link two.
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(other)?
@@ -113,10 +130,7 @@ fn server_pki(ca: &X509, cert: &X509, key: &PKey<Private>) -> io::Result<Pki> {
         .with_single_cert(chain, key)
         .map_err(other)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Pki {
-        ca_pem,
-        server_config: Arc::new(config),
-    })
+    Ok(Arc::new(config))
 }
 
 /// An axum listener yielding TLS streams. Handshakes run in their own tasks so one slow or
