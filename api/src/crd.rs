@@ -83,11 +83,14 @@ pub fn with_provider_label(mut crd: CustomResourceDefinition, provider: &str) ->
 /// Used only where CAPI core is not installed (standalone mode); never installed next to it.
 pub fn capi_core() -> Vec<CustomResourceDefinition> {
     use crate::core::{Cluster, Machine, MachineDeployment, MachineSet};
+    use crate::ipam::{IPAddress, IPAddressClaim};
     [
         Cluster::crd(),
         Machine::crd(),
         MachineSet::crd(),
         MachineDeployment::crd(),
+        IPAddressClaim::crd(),
+        IPAddress::crd(),
     ]
     .into_iter()
     .map(|crd| finalize(with_provider_label(crd, "cluster-api")))

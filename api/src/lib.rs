@@ -7,11 +7,13 @@
 //! - [`conditions`]: `metav1.Condition` helpers with upstream semantics.
 //! - [`owner`]: owner-reference lookups along the Cluster API owner chain.
 //! - [`crd`]: CRD post-processing and the list of every CRD Capstan defines.
+//! - [`ipam`]: the Cluster API IPAM contract kinds (`IPAddressClaim`, `IPAddress`).
 
 pub mod conditions;
 pub mod contract;
 pub mod core;
 pub mod crd;
+pub mod ipam;
 pub mod owner;
 
 /// Fields of an object that Capstan does not model, kept verbatim so writes never lose them.

@@ -43,3 +43,68 @@ pub async fn apiserver_writes(client: &Client, resources: &[&str]) -> u64 {
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum::<f64>() as u64
 }
+
+/// Copies every object of kind `K` in `default` from one API server to another as
+/// `clusterctl move` does: metadata (labels, annotations, finalizers, owner references pointed
+/// at the copies' new UIDs) and spec, never status. `uids` maps source UIDs to target UIDs:
+/// copy owners before what they own. Returns how many objects were copied.
+pub async fn copy_for_move<K>(
+    from: &Client,
+    to: &Client,
+    uids: &mut std::collections::BTreeMap<String, String>,
+) -> usize
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let source: Api<K> = Api::namespaced(from.clone(), "default");
+    let target: Api<K> = Api::namespaced(to.clone(), "default");
+    let objects = source.list(&Default::default()).await.expect("list the source").items;
+    for obj in &objects {
+        let mut v = serde_json::to_value(obj).expect("objects serialize");
+        let fields = v.as_object_mut().expect("an object");
+        fields.remove("status");
+        let meta = fields
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .expect("metadata");
+        for server_set in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            meta.remove(server_set);
+        }
+        for owner in meta
+            .get_mut("ownerReferences")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let old = owner["uid"].as_str().unwrap_or_default().to_string();
+            let new = uids
+                .get(&old)
+                .unwrap_or_else(|| panic!("owner {owner} was not copied first"));
+            owner["uid"] = json!(new);
+        }
+        let created = target
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(v).expect("still the same kind"),
+            )
+            .await
+            .expect("create in the target");
+        uids.insert(
+            obj.meta().uid.clone().expect("a stored object has a UID"),
+            created.meta().uid.clone().expect("a stored object has a UID"),
+        );
+    }
+    objects.len()
+}

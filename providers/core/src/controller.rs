@@ -23,6 +23,7 @@ use crate::machine::Error;
 use crate::provider::*;
 
 type Factory<P> = Box<dyn Fn(kube::Client, Arc<capstan_runtime::metrics::Metrics>) -> P + Send + Sync>;
+type Companion = Box<dyn Fn(ProviderContext) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Runs a provider's InfraCluster and InfraMachine controllers through the manager.
 pub struct LifecycleProvider<P> {
@@ -33,6 +34,8 @@ pub struct LifecycleProvider<P> {
     resync_interval: Option<Duration>,
     backoff: Option<(Duration, Duration)>,
     operation_timeout: Option<Duration>,
+    companions: Vec<Companion>,
+    companion_crds: Vec<RequiredCrd>,
 }
 
 impl<P: InfraProvider> LifecycleProvider<P> {
@@ -52,7 +55,24 @@ impl<P: InfraProvider> LifecycleProvider<P> {
             resync_interval: None,
             backoff: None,
             operation_timeout: None,
+            companions: Vec::new(),
+            companion_crds: Vec::new(),
         }
+    }
+
+    /// Another controller that runs with the provider's two and stops with them (e.g. an
+    /// in-tree IPAM provider for the provider's own pool kind), needing `crds`.
+    pub fn with_companion<F>(
+        mut self,
+        crds: Vec<RequiredCrd>,
+        run: impl Fn(ProviderContext) -> F + Send + Sync + 'static,
+    ) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.companions.push(Box::new(move |ctx| Box::pin(run(ctx))));
+        self.companion_crds.extend(crds);
+        self
     }
 
     /// How often a provisioned machine is checked against the cloud (default 5 min).
@@ -110,6 +130,9 @@ where
                 self.installed_by,
             ),
         ]
+        .into_iter()
+        .chain(self.companion_crds.iter().cloned())
+        .collect()
     }
 
     fn run(&self, ctx: ProviderContext) -> BoxFuture<'static, Result<(), BoxError>> {
@@ -119,6 +142,7 @@ where
         let resync = self.resync_interval;
         let backoff = self.backoff;
         let operation_timeout = self.operation_timeout;
+        let companions: Vec<_> = self.companions.iter().map(|run| run(ctx.clone())).collect();
         Box::pin(async move {
             let mut state = Ctx::new(provider, name, ctx.client.clone(), ctx.metrics.clone());
             if let Some(p) = poll {
@@ -136,7 +160,7 @@ where
             let state = Arc::new(state);
             let machines = run_machines::<P>(&ctx, state.clone(), name);
             let clusters = run_clusters::<P>(&ctx, state, name);
-            futures::join!(machines, clusters);
+            futures::join!(machines, clusters, futures::future::join_all(companions));
             Ok(())
         })
     }

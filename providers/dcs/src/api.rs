@@ -4,7 +4,7 @@
 
 use capstan_api::core::{ApiEndpoint, ObjectMetaTemplate};
 use capstan_lifecycle::{InfraClusterSpec, InfraClusterStatus, InfraMachineSpec, InfraMachineStatus};
-use kube::CustomResource;
+use kube::{CustomResource, Resource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -119,8 +119,11 @@ pub struct DCSMachineSpec {
     pub data_disks: Option<Vec<DataDisk>>,
     #[schemars(length(min = 1, max = 12))]
     pub nics: Vec<Nic>,
-    /// Takes the first NIC's address and the VM's hostname from a `DCSIPHostnamePool` entry
-    /// instead of `nics[0].ipv4` (which must then be unset).
+    /// Takes the first NIC's address (and, from a `DCSIPHostnamePool`, the VM's hostname and DNS
+    /// servers) from an IP pool through the Cluster API IPAM contract, instead of `nics[0].ipv4`
+    /// (which must then be unset): an `IPAddressClaim` named `<machine>-0` that the pool's IPAM
+    /// provider answers. Any IPAM provider's pool kind works (`apiGroup` + `kind`); the default is
+    /// Capstan's own `DCSIPHostnamePool`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_hostname_pool_ref: Option<PoolRef>,
 }
@@ -128,9 +131,32 @@ pub struct DCSMachineSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolRef {
-    /// A `DCSIPHostnamePool` in the machine's namespace.
+    /// The pool kind's API group; `infrastructure.cluster.x-k8s.io` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub api_group: Option<String>,
+    /// The pool kind; `DCSIPHostnamePool` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: Option<String>,
+    /// A pool in the machine's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+}
+
+impl PoolRef {
+    /// The reference an `IPAddressClaim` carries.
+    pub fn to_claim_ref(&self) -> capstan_api::core::ContractVersionedObjectReference {
+        capstan_api::core::ContractVersionedObjectReference::new(
+            self.api_group
+                .clone()
+                .unwrap_or_else(|| DCSIPHostnamePool::group(&()).into_owned()),
+            self.kind
+                .clone()
+                .unwrap_or_else(|| DCSIPHostnamePool::kind(&()).into_owned()),
+            &self.name,
+        )
+    }
 }
 
 /// Fixed addresses (and optionally hostnames) handed to machines one entry each, for networks
@@ -145,6 +171,7 @@ pub struct PoolRef {
     shortname = "dcsippool",
     category = "cluster-api",
     printcolumn = r#"{"name":"Allocated","type":"integer","jsonPath":".status.allocatedCount"}"#,
+    printcolumn = r#"{"name":"Free","type":"integer","jsonPath":".status.freeCount"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -164,23 +191,14 @@ pub struct PoolEntry {
     pub hostname: Option<String>,
 }
 
+/// Counts only: the allocation is the `IPAddress` objects whose `poolRef` names the pool.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DCSIPHostnamePoolStatus {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allocations: Vec<PoolAllocation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocated_count: Option<i32>,
-}
-
-/// Which DCSMachine holds which entry (by address, unique in a pool).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PoolAllocation {
-    pub address: String,
-    pub machine_name: String,
-    #[serde(rename = "machineUID")]
-    pub machine_uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_count: Option<i32>,
 }
 
 /// Where the VM goes, by name: a cluster or one host (not both); the template's cluster when
@@ -295,7 +313,7 @@ pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensi
         DCSClusterTemplate::crd(),
         DCSMachine::crd(),
         DCSMachineTemplate::crd(),
-        DCSIPHostnamePool::crd(),
+        moved_with_its_namespace(DCSIPHostnamePool::crd()),
     ]
     .into_iter()
     .map(|crd| {
@@ -305,4 +323,17 @@ pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensi
         ))
     })
     .collect()
+}
+
+/// Pools belong to no Cluster's owner chain (several clusters may draw from one), so their CRD
+/// carries clusterctl's move label: `clusterctl move` then takes every pool of the namespace,
+/// and the `IPAddress` objects that are its allocations follow their claims.
+fn moved_with_its_namespace(
+    mut crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    crd.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(capstan_api::contract::LABEL_MOVE.to_string(), String::new());
+    crd
 }

@@ -18,4 +18,15 @@ pub fn lifecycle_provider() -> capstan_lifecycle::LifecycleProvider<provider::Dc
         "the DCS provider CRDs (`capstan crds | kubectl apply -f -`, or `clusterctl init --infrastructure capstan-dcs`)",
         provider::DcsProvider::new,
     )
+    .with_companion(ipam_crds(), pool::run)
+}
+
+/// The CAPI IPAM kinds the pool controller serves (installed with Cluster API core).
+fn ipam_crds() -> Vec<capstan_runtime::preflight::RequiredCrd> {
+    use capstan_api::ipam::{GROUP, VERSION};
+    let by = "Cluster API core (`clusterctl init`, or `capstan crds --with-capi-core | kubectl apply -f -` for standalone mode)";
+    ["ipaddressclaims", "ipaddresses"]
+        .into_iter()
+        .map(|plural| capstan_runtime::preflight::RequiredCrd::new(GROUP, VERSION, plural, by))
+        .collect()
 }

@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use capstan_api::core::{MachineAddress, MachineAddressType};
+use capstan_lifecycle::ipam::{self, ClaimedAddress};
 use capstan_lifecycle::status::PendingOperation;
 use capstan_lifecycle::{
     Boot, BootstrapData, BootstrapFormat, Cleanup, CloudError, ClusterInfra, Credentials, InfraProvider, Instance,
@@ -19,6 +20,47 @@ use crate::client::{
     PasswordEncoding, StaticIpv4, StopMode, TaskStatus, UserType, Vm, VmState,
 };
 use crate::iso::{BootstrapVolume, NoCloudSeed, static_network_config};
+
+/// Whether `vm` is the one the machine's `spec.providerID` names (set by Capstan once the VM
+/// existed, and carried by `clusterctl move` when the machine's UID is not).
+fn adopted(machine: &DCSMachine, vm: &Vm) -> bool {
+    machine.spec.provider_id.as_deref() == Some(provider_id(vm).as_str())
+}
+
+const IPAM_FIELD_MANAGER: &str = "capstan-dcs";
+
+/// A pool address as the DCS NIC takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Lease {
+    address: StaticIpv4,
+    hostname: Option<String>,
+}
+
+impl Lease {
+    fn from(c: ClaimedAddress) -> Result<Self, ProviderError> {
+        let std::net::IpAddr::V4(address) = c.address else {
+            return Err(ProviderError::Spec(format!(
+                "the IP pool gave {}, an IPv6 address; DCS NICs take IPv4 only",
+                c.address
+            )));
+        };
+        let v4 = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(v4) => Ok(v4),
+            std::net::IpAddr::V6(v6) => Err(ProviderError::Spec(format!(
+                "the IP pool gave an IPv6 gateway or DNS server {v6}"
+            ))),
+        };
+        Ok(Lease {
+            address: StaticIpv4 {
+                address,
+                prefix_len: c.prefix,
+                gateway: c.gateway.map(v4).transpose()?,
+                dns: c.dns.into_iter().map(v4).collect::<Result<_, _>>()?,
+            },
+            hostname: c.hostname,
+        })
+    }
+}
 
 /// The `dcs://` providerID of a VM: its UUID, which is what the DCS cloud-controller-manager writes
 /// on the Node.
@@ -43,13 +85,13 @@ pub enum ProviderError {
     #[error(transparent)]
     Dcs(#[from] DcsError),
     #[error(transparent)]
-    Pool(#[from] crate::pool::PoolError),
+    Ipam(#[from] ipam::IpamError),
 }
 
 impl CloudError for ProviderError {
     fn is_retryable(&self) -> bool {
-        // Pool problems clear up without a spec change (a pool created or freed, a conflict).
-        matches!(self, ProviderError::Busy(_) | ProviderError::Pool(_))
+        // IPAM problems clear up without a spec change (a pool created or freed, a conflict).
+        matches!(self, ProviderError::Busy(_) | ProviderError::Ipam(_))
             || matches!(self, ProviderError::Dcs(e) if e.is_retryable())
     }
     fn is_not_found(&self) -> bool {
@@ -63,7 +105,7 @@ impl CloudError for ProviderError {
             ProviderError::UnsupportedBootstrapFormat(_) => "UnsupportedBootstrapFormat",
             ProviderError::Iso(_) => "BootstrapVolumeFailed",
             ProviderError::Busy(_) => "InstanceBusy",
-            ProviderError::Pool(e) => e.reason(),
+            ProviderError::Ipam(e) => e.reason(),
             ProviderError::Dcs(DcsError::Auth { .. }) => "AuthenticationFailed",
             ProviderError::Dcs(DcsError::Forbidden { .. }) => "PermissionDenied",
             ProviderError::Dcs(DcsError::UntrustedUploadTarget { .. }) => "UploadTargetRejected",
@@ -101,8 +143,9 @@ impl DcsProvider {
         }
     }
 
-    /// The pool entry the machine holds (allocated on first use), when it addresses from a pool.
-    async fn pool_lease(&self, scope: &MachineScope<'_, Self>) -> Result<Option<crate::pool::Lease>, ProviderError> {
+    /// The address the machine's first NIC holds from its IP pool (claimed on first use), when
+    /// it addresses from a pool.
+    async fn pool_lease(&self, scope: &MachineScope<'_, Self>) -> Result<Option<Lease>, ProviderError> {
         let spec = &scope.machine.spec;
         let Some(r) = &spec.ip_hostname_pool_ref else {
             return Ok(None);
@@ -112,7 +155,15 @@ impl DcsProvider {
                 "set either nics[0].ipv4 or ipHostnamePoolRef, not both".into(),
             ));
         }
-        Ok(Some(crate::pool::acquire(&self.kube, scope.machine, &r.name).await?))
+        let claimed = ipam::claim(
+            &self.kube,
+            scope.machine,
+            &scope.identity.cluster_name,
+            0,
+            &r.to_claim_ref(),
+        )
+        .await?;
+        Ok(Some(Lease::from(claimed)?))
     }
 
     fn client(&self, cluster: &DCSCluster, creds: &Credentials) -> Result<DcsClient, ProviderError> {
@@ -255,17 +306,28 @@ impl InfraProvider for DcsProvider {
         let client = self.client(scope.cluster, scope.credentials)?;
         // A VM seen before is fetched directly (no search of the site on every pass), and only
         // trusted while it still carries our identity.
+        let ours = |vm: &Vm| vm.external_uuid() == Some(scope.identity.uid.as_str()) || adopted(scope.machine, vm);
         if let Some(id) = &scope.known_instance {
             match client.get_vm(id).await {
-                Ok(vm) if vm.external_uuid() == Some(scope.identity.uid.as_str()) => return Ok(Some(instance(&vm))),
+                Ok(vm) if ours(&vm) => return Ok(Some(instance(&vm))),
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
         }
         // The identity stamped at clone time; the name alone could belong to someone else's VM.
-        let vm = client.find_vm_by_external_uuid(&scope.identity.uid).await?;
-        Ok(vm.as_ref().map(instance))
+        if let Some(vm) = client.find_vm_by_external_uuid(&scope.identity.uid).await? {
+            return Ok(Some(instance(&vm)));
+        }
+        // A moved cluster: `clusterctl move` recreates the DCSMachine, so its UID (the stamped
+        // identity) changed; the spec's providerID, written once the VM existed, did not.
+        if scope.machine.spec.provider_id.is_some()
+            && let Some(vm) = client.find_vm_by_name(&scope.identity.name).await?
+            && adopted(scope.machine, &vm)
+        {
+            return Ok(Some(instance(&vm)));
+        }
+        Ok(None)
     }
 
     async fn create_instance(
@@ -332,13 +394,13 @@ impl InfraProvider for DcsProvider {
         }
         for (i, nic) in spec.nics.iter().enumerate() {
             let pg = client.find_port_group(&nic.dv_switch, &nic.port_group).await?;
-            let address = match (i, &lease) {
-                (0, Some(l)) => Some(&l.address),
-                _ => nic.ipv4.as_ref(),
+            let ipv4 = match (i, &lease) {
+                (0, Some(l)) => Some(l.address.clone()),
+                _ => nic.ipv4.as_ref().map(static_ipv4).transpose()?,
             };
             clone.nics.push(NicSpec {
                 port_group_urn: pg.urn,
-                ipv4: address.map(static_ipv4).transpose()?,
+                ipv4,
             });
         }
         let result = client.clone_vm(&template, &clone).await?;
@@ -362,18 +424,25 @@ impl InfraProvider for DcsProvider {
         {
             // First the bootstrap volume, then (next pass) the power-on.
             let lease = self.pool_lease(scope).await?;
-            let network_config = lease
-                .as_ref()
-                .map(|l| &l.address)
-                .or_else(|| scope.machine.spec.nics.first().and_then(|n| n.ipv4.as_ref()))
-                .map(|a| static_ipv4(a).map(|s| static_network_config(s.address, s.prefix_len, s.gateway, &s.dns)));
+            let first_nic = match &lease {
+                Some(l) => Some(l.address.clone()),
+                None => scope
+                    .machine
+                    .spec
+                    .nics
+                    .first()
+                    .and_then(|n| n.ipv4.as_ref())
+                    .map(static_ipv4)
+                    .transpose()?,
+            };
+            let network_config = first_nic.map(|s| static_network_config(s.address, s.prefix_len, s.gateway, &s.dns));
             let seed = NoCloudSeed {
                 instance_id: scope.identity.uid.clone(),
                 hostname: lease
                     .and_then(|l| l.hostname)
                     .unwrap_or_else(|| scope.identity.name.clone()),
                 user_data: bootstrap.value.clone(),
-                network_config: network_config.transpose()?,
+                network_config,
                 provider_id: Some(provider_id(&vm)),
             };
             let iso = seed.to_iso().map_err(|e| ProviderError::Iso(e.to_string()))?;
@@ -440,9 +509,8 @@ impl InfraProvider for DcsProvider {
     }
 
     async fn after_deleted(&self, scope: &MachineScope<'_, Self>) -> Result<(), ProviderError> {
-        if let Some(r) = &scope.machine.spec.ip_hostname_pool_ref {
-            crate::pool::release(&self.kube, scope.machine, &r.name).await?;
-        }
+        // Claims of a machine whose pool reference was removed are given back too.
+        ipam::release(&self.kube, scope.machine, IPAM_FIELD_MANAGER).await?;
         Ok(())
     }
 

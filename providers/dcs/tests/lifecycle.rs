@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use capstan_api::conditions;
 use capstan_api::core::{Cluster, Machine};
-use capstan_dcs::api::{DCSCluster, DCSMachine};
+use capstan_api::ipam::{IPAddress, IPAddressClaim};
+use capstan_dcs::api::{DCSCluster, DCSIPHostnamePool, DCSMachine};
 use capstan_dcs::sim::{Latency, SimConfig, SimHandle, SimKnobs, Simulator};
 use capstan_e2e::objects::owner_ref;
 use capstan_e2e::{TestEnv, wait_for};
@@ -37,7 +38,8 @@ fn fast() -> SimConfig {
 struct World {
     env: TestEnv,
     client: Client,
-    sim: SimHandle,
+    /// Shared with a second management cluster in the move test.
+    sim: Arc<SimHandle>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     manager: Option<tokio::task::JoinHandle<Result<(), capstan_runtime::BoxError>>>,
@@ -51,11 +53,19 @@ impl World {
     }
 
     async fn start_with(config: SimConfig) -> Self {
+        let sim = Arc::new(Simulator::start(config).await.unwrap());
+        let mut w = Self::management_cluster(sim).await;
+        w.start_manager();
+        w
+    }
+
+    /// Another management cluster (its own API server) in front of the same simulated site,
+    /// with no manager running yet.
+    async fn management_cluster(sim: Arc<SimHandle>) -> Self {
         let env = TestEnv::start().await.unwrap();
         env.install_crds(&capstan_dcs::api::crds()).await.unwrap();
         let client = env.client().await.unwrap();
-        let sim = Simulator::start(config).await.unwrap();
-        let mut w = World {
+        World {
             env,
             client,
             sim,
@@ -63,9 +73,15 @@ impl World {
             metrics: Arc::new(Metrics::new()),
             manager: None,
             operation_timeout: None,
-        };
-        w.start_manager();
-        w
+        }
+    }
+
+    /// Stops the manager as a crash would.
+    async fn stop_manager(&mut self) {
+        if let Some(task) = self.manager.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// Restarts the manager with another operation timeout.
@@ -100,11 +116,40 @@ impl World {
     /// Kills the manager wherever it is (its futures are dropped mid-flight, as in a crash) and
     /// starts a new one.
     async fn crash_and_restart(&mut self) {
-        if let Some(task) = self.manager.take() {
-            task.abort();
-            let _ = task.await;
-        }
+        self.stop_manager().await;
         self.start_manager();
+    }
+
+    /// Pauses or unpauses the Cluster, as `clusterctl move` does around the copy.
+    async fn pause(&self, cluster: &str, paused: bool) {
+        Api::<Cluster>::namespaced(self.client.clone(), "default")
+            .patch(
+                cluster,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"paused": paused}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A machine that takes its address from the pool `pool`.
+    async fn pool_machine(&self, cluster: &str, name: &str, pool: Value) {
+        self.machine(cluster, name, "ubuntu-2204-tmpl", None).await;
+        Api::<DCSMachine>::namespaced(self.client.clone(), "default")
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"ipHostnamePoolRef": pool, "placement": {"host": "cnahost-01"}}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The first address a machine reports, once it is provisioned.
+    async fn provisioned_address(&self, name: &str) -> Option<String> {
+        let m = self.dcs_machine(name).await?;
+        provisioned(&m).then_some(())?;
+        m.status?.addresses?.first().map(|a| a.address.clone())
     }
 
     async fn create<K>(&self, obj: Value) -> K
@@ -249,8 +294,12 @@ impl World {
     }
 
     async fn machine_reason(&self, name: &str) -> Option<String> {
+        self.machine_condition(name).await.map(|c| c.reason)
+    }
+
+    async fn machine_condition(&self, name: &str) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
         let m = self.dcs_machine(name).await?;
-        conditions::get(&m.status?.conditions, "InstanceProvisioned").map(|c| c.reason.clone())
+        conditions::get(&m.status?.conditions, "InstanceProvisioned").cloned()
     }
 }
 
@@ -444,7 +493,7 @@ async fn machine_provisions_deletes_and_reports_out_of_band_deletion() {
 async fn pool_addresses_are_handed_out_once_and_given_back() {
     let w = World::start_with(fast()).await;
     w.cluster("c1", PASSWORD).await;
-    w.create::<capstan_dcs::api::DCSIPHostnamePool>(json!({
+    w.create::<DCSIPHostnamePool>(json!({
         "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSIPHostnamePool",
         "metadata": {"name": "nodes"},
         "spec": {"entries": [
@@ -455,16 +504,7 @@ async fn pool_addresses_are_handed_out_once_and_given_back() {
     .await;
     let api: Api<DCSMachine> = Api::namespaced(w.client.clone(), "default");
     for name in ["p0", "p1", "p2"] {
-        w.machine("c1", name, "ubuntu-2204-tmpl", None).await;
-        api.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"ipHostnamePoolRef": {"name": "nodes"}, "placement": {"host": "cnahost-01"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+        w.pool_machine("c1", name, json!({"name": "nodes"})).await;
     }
     // Only now may machines be created, all of them with the pool reference.
     w.mark_infrastructure_provisioned("c1").await;
@@ -483,7 +523,9 @@ async fn pool_addresses_are_handed_out_once_and_given_back() {
             for name in ["p0", "p1", "p2"] {
                 let m = w.dcs_machine(name).await.unwrap();
                 done += provisioned(&m) as usize;
-                exhausted += (w.machine_reason(name).await.as_deref() == Some("IPPoolExhausted")) as usize;
+                exhausted += w.machine_condition(name).await.is_some_and(|c| {
+                    c.reason == "WaitingForIPAllocation" && c.message.contains("has no free entry (2 of 2 allocated)")
+                }) as usize;
             }
             done == 2 && exhausted == 1
         })
@@ -528,18 +570,22 @@ async fn pool_addresses_are_handed_out_once_and_given_back() {
     for name in ["p0", "p1", "p2"] {
         let _ = api.delete(name, &DeleteParams::default()).await;
     }
-    let pools: Api<capstan_dcs::api::DCSIPHostnamePool> = Api::namespaced(w.client.clone(), "default");
+    let pools: Api<DCSIPHostnamePool> = Api::namespaced(w.client.clone(), "default");
+    let claims: Api<IPAddressClaim> = Api::namespaced(w.client.clone(), "default");
+    let addresses: Api<IPAddress> = Api::namespaced(w.client.clone(), "default");
     assert!(
         wait_for(Duration::from_secs(60), || async {
             api.list(&ListParams::default()).await.unwrap().items.is_empty()
+                && claims.list(&ListParams::default()).await.unwrap().items.is_empty()
+                && addresses.list(&ListParams::default()).await.unwrap().items.is_empty()
                 && pools
                     .get("nodes")
                     .await
                     .unwrap()
                     .status
                     .unwrap_or_default()
-                    .allocations
-                    .is_empty()
+                    .allocated_count
+                    == Some(0)
         })
         .await,
         "every entry is given back"
@@ -1246,5 +1292,197 @@ async fn conditions_say_what_a_machine_waits_for() {
         .await,
         "{:?}",
         w.dcs_machine("slow").await.map(|m| m.status)
+    );
+}
+
+/// The pool `nodes` with `n` entries 10.30.0.11, .12, … (hostnames node-0, node-1, …).
+async fn pool(w: &World, n: usize) {
+    let entries: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"address": format!("10.30.0.{}", 11 + i), "prefixLength": 24, "gateway": "10.30.0.1",
+                   "dns": ["10.30.0.2"], "hostname": format!("node-{i}")})
+        })
+        .collect();
+    w.create::<DCSIPHostnamePool>(json!({
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "DCSIPHostnamePool",
+        "metadata": {"name": "nodes"}, "spec": {"entries": entries}
+    }))
+    .await;
+}
+
+/// Issue 10 §2: IP allocations are objects (`IPAddressClaim` → `IPAddress`), so `clusterctl
+/// move`, which carries metadata and spec but never status, takes them along. A manager on the
+/// target management cluster hands out no address twice, and finds every VM again although the
+/// moved DCSMachines have new UIDs (the identity stamped on their VMs): `spec.providerID` names
+/// them.
+#[tokio::test]
+async fn ip_allocations_and_vms_survive_a_move_to_another_management_cluster() {
+    let mut source = World::start().await;
+    source.cluster("c1", PASSWORD).await;
+    pool(&source, 3).await;
+    for name in ["p0", "p1"] {
+        source.pool_machine("c1", name, json!({"name": "nodes"})).await;
+    }
+    source.mark_infrastructure_provisioned("c1").await;
+    let mut before = BTreeMap::new();
+    for name in ["p0", "p1"] {
+        assert!(
+            wait_for(Duration::from_secs(60), || async {
+                source.provisioned_address(name).await.is_some()
+            })
+            .await
+        );
+        before.insert(name, source.provisioned_address(name).await.unwrap());
+    }
+    assert_eq!(
+        before.values().collect::<std::collections::BTreeSet<_>>().len(),
+        2,
+        "{before:?}"
+    );
+
+    // clusterctl move: pause, stop the source's controllers, copy owners first, unpause there.
+    source.pause("c1", true).await;
+    source.stop_manager().await;
+    let mut target = World::management_cluster(source.sim.clone()).await;
+    let (from, to) = (&source.client, &target.client);
+    let mut uids = BTreeMap::new();
+    use capstan_e2e::objects::copy_for_move;
+    copy_for_move::<Cluster>(from, to, &mut uids).await;
+    copy_for_move::<DCSCluster>(from, to, &mut uids).await;
+    copy_for_move::<Secret>(from, to, &mut uids).await;
+    copy_for_move::<Machine>(from, to, &mut uids).await;
+    assert_eq!(copy_for_move::<DCSMachine>(from, to, &mut uids).await, 2);
+    copy_for_move::<DCSIPHostnamePool>(from, to, &mut uids).await;
+    assert_eq!(copy_for_move::<IPAddressClaim>(from, to, &mut uids).await, 2);
+    assert_eq!(copy_for_move::<IPAddress>(from, to, &mut uids).await, 2);
+    target.pause("c1", false).await;
+    // Status did not move: CAPI core on the target says again that the infrastructure is up.
+    target.mark_infrastructure_provisioned("c1").await;
+    target.start_manager();
+
+    target.pool_machine("c1", "p2", json!({"name": "nodes"})).await;
+    assert!(
+        wait_for(Duration::from_secs(90), || async {
+            let mut all = true;
+            for name in ["p0", "p1", "p2"] {
+                all &= target.provisioned_address(name).await.is_some();
+            }
+            all
+        })
+        .await,
+        "every machine provisioned on the target"
+    );
+    for (name, address) in &before {
+        assert_eq!(
+            target.provisioned_address(name).await.as_ref(),
+            Some(address),
+            "{name} keeps its address"
+        );
+    }
+    let new = target.provisioned_address("p2").await.unwrap();
+    assert!(
+        !before.values().any(|a| *a == new),
+        "p2 got {new}, already held: {before:?}"
+    );
+    let mut names: Vec<String> = target
+        .sim
+        .state()
+        .vms()
+        .into_iter()
+        .filter(|v| !v.is_template)
+        .map(|v| v.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["p0", "p1", "p2"], "no VM created twice");
+    let hostname = target.sim.state().vm_by_name("p2").unwrap().hostname;
+    let index: usize = new.rsplit('.').next().unwrap().parse::<usize>().unwrap() - 11;
+    assert_eq!(
+        hostname,
+        Some(format!("node-{index}")),
+        "hostname from the pool entry's IPAddress"
+    );
+}
+
+/// The DCS provider speaks the IPAM contract, not just to its own pools: a pool kind of another
+/// IPAM provider (here the test plays that provider, as the in-cluster provider would) gets a
+/// claim, and the address it binds is the VM's.
+#[tokio::test]
+async fn any_ipam_providers_pool_can_address_a_machine() {
+    let w = World::start().await;
+    w.cluster("c1", PASSWORD).await;
+    w.pool_machine(
+        "c1",
+        "f0",
+        json!({"apiGroup": "ipam.cluster.x-k8s.io", "kind": "InClusterIPPool", "name": "lab"}),
+    )
+    .await;
+    w.mark_infrastructure_provisioned("c1").await;
+    let claims: Api<IPAddressClaim> = Api::namespaced(w.client.clone(), "default");
+    assert!(
+        wait_for(Duration::from_secs(30), || async {
+            claims.get_opt("f0-0").await.unwrap().is_some()
+        })
+        .await
+    );
+    let claim = claims.get("f0-0").await.unwrap();
+    assert_eq!(claim.spec.pool_ref.kind, "InClusterIPPool");
+    assert_eq!(claim.spec.cluster_name.as_deref(), Some("c1"));
+    assert_eq!(claim.labels()["cluster.x-k8s.io/cluster-name"], "c1");
+    assert!(
+        claim
+            .finalizers()
+            .contains(&"ipam.capstan.dev/ip-claim-protection".to_string())
+    );
+    assert_eq!(
+        claim.owner_references()[0].uid,
+        w.dcs_machine("f0").await.unwrap().uid().unwrap()
+    );
+    assert_eq!(w.machine_reason("f0").await.as_deref(), Some("WaitingForIPAllocation"));
+    assert!(
+        w.sim.state().vm_by_name("f0").is_none(),
+        "no VM before the address is bound"
+    );
+
+    // The foreign IPAM provider answers.
+    w.create::<IPAddress>(json!({
+        "apiVersion": "ipam.cluster.x-k8s.io/v1beta2", "kind": "IPAddress",
+        "metadata": {"name": "f0-0"},
+        "spec": {"address": "172.16.4.20", "prefix": 22, "gateway": "172.16.4.1",
+                 "claimRef": {"name": "f0-0"},
+                 "poolRef": {"apiGroup": "ipam.cluster.x-k8s.io", "kind": "InClusterIPPool", "name": "lab"}}
+    }))
+    .await;
+    claims
+        .patch_status(
+            "f0-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"addressRef": {"name": "f0-0"}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            w.provisioned_address("f0").await.as_deref() == Some("172.16.4.20")
+        })
+        .await
+    );
+    let vm = w.sim.state().vm_by_name("f0").unwrap();
+    assert_eq!(vm.static_ips, [Some("172.16.4.20".to_string())]);
+    assert_eq!(
+        vm.hostname.as_deref(),
+        Some("f0"),
+        "no hostname from a foreign pool: the machine's name"
+    );
+
+    // Deleting the machine gives the claim back (finalizer dropped, claim deleted).
+    Api::<DCSMachine>::namespaced(w.client.clone(), "default")
+        .delete("f0", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            claims.get_opt("f0-0").await.unwrap().is_none()
+        })
+        .await
     );
 }
