@@ -35,6 +35,8 @@ const NODE_INFO: &str = "nodeInfo";
 
 /// Upstream's default bound on deleting the Node of a deleted Machine.
 const NODE_DELETION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How soon a failed Node deletion is tried again.
+const NODE_DELETION_RETRY: Duration = Duration::from_secs(2);
 
 pub async fn run(ctx: ProviderContext, state: Arc<Ctx>) {
     let machines: Api<Machine> = ctx.scope.api(ctx.client.clone());
@@ -588,73 +590,109 @@ async fn delete(machine: &Machine, cluster: Option<&Cluster>, ctx: &Ctx, api: &A
         return Ok(Action::requeue(ctx.timing.wait));
     }
 
-    if let Some(node) = machine.status.as_ref().and_then(|s| s.node_ref.as_ref()) {
-        delete_node(machine, cluster, ctx, &ns, &node.name).await;
+    if let Some(node) = machine.status.as_ref().and_then(|s| s.node_ref.as_ref())
+        && let NodeDeletion::Retry(after) = delete_node(machine, cluster, ctx, &ns, &node.name).await
+    {
+        return Ok(Action::requeue(after));
     }
     finalizer::remove(api, machine, FINALIZER, FIELD_MANAGER).await?;
     info!("machine deleted");
     Ok(Action::await_change())
 }
 
-/// Best effort, as upstream: skipped when the whole cluster goes or this is the last control-plane
-/// Machine, and given up after the node deletion timeout (counted from the deletion request).
-async fn delete_node(machine: &Machine, cluster: Option<&Cluster>, ctx: &Ctx, ns: &str, node: &str) {
+/// Whether the Machine may go now or its Node deletion is tried again later.
+enum NodeDeletion {
+    Done,
+    Retry(Duration),
+}
+
+/// As upstream: skipped when the whole cluster goes or this is the last control-plane Machine;
+/// tried again until the node deletion timeout (counted from the Machine's deletion) has passed,
+/// then given up on with a Warning Event, and the Machine goes without it.
+async fn delete_node(machine: &Machine, cluster: Option<&Cluster>, ctx: &Ctx, ns: &str, node: &str) -> NodeDeletion {
     let Some(cluster) = cluster.filter(|c| c.meta().deletion_timestamp.is_none()) else {
-        return;
+        return NodeDeletion::Done;
     };
-    if machine.is_control_plane() && cluster.spec.control_plane_ref.is_none() {
-        let machines: Api<Machine> = Api::namespaced(ctx.client.clone(), ns);
-        let lp = ListParams::default().labels(&format!(
-            "{LABEL_CLUSTER_NAME}={},{LABEL_CONTROL_PLANE}",
-            cluster.name_any()
-        ));
-        let others = machines.list(&lp).await.map(|l| {
-            l.items
-                .iter()
-                .filter(|m| m.meta().deletion_timestamp.is_none() && m.name_any() != machine.name_any())
-                .count()
-        });
-        if matches!(others, Ok(0)) {
-            info!(node, "last control-plane machine: its node stays");
-            return;
-        }
+    if is_last_control_plane(machine, cluster, ctx, ns).await {
+        info!(node, "last control-plane machine: its node stays");
+        return NodeDeletion::Done;
     }
-    let timeout = machine
-        .spec
-        .unknown
-        .get("deletion")
-        .and_then(|d| d["nodeDeletionTimeoutSeconds"].as_u64())
-        .map(Duration::from_secs)
-        .unwrap_or(NODE_DELETION_TIMEOUT);
+    let remaining = node_deletion_time_left(machine);
+    if remaining.is_zero() {
+        warn!(node, "node deletion timeout passed; the node stays");
+        ctx.event(
+            machine,
+            true,
+            "FailedDeleteNode",
+            format!("Node {node:?} stays: not deleted within the node deletion timeout"),
+        )
+        .await;
+        return NodeDeletion::Done;
+    }
+    let retry = NodeDeletion::Retry(remaining.min(NODE_DELETION_RETRY));
     let client = match ctx.workload.get(&ctx.client, ns, &cluster.name_any()).await {
         Ok(c) => c,
         Err(e) => {
-            warn!(node, error = %e, "cannot reach the workload cluster; the node stays");
-            return;
+            warn!(node, error = %e, "cannot reach the workload cluster to delete the node; trying again");
+            return retry;
         }
     };
     let nodes: Api<Node> = Api::all(client);
-    match tokio::time::timeout(timeout, nodes.delete(node, &DeleteParams::default())).await {
+    match tokio::time::timeout(remaining, nodes.delete(node, &DeleteParams::default())).await {
         Ok(Ok(_)) => {
             info!(node, "deleted node");
             ctx.event(machine, false, "SuccessfulDeleteNode", format!("Deleted Node {node:?}"))
                 .await;
+            NodeDeletion::Done
         }
-        Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 => NodeDeletion::Done,
         Ok(Err(e)) => {
-            warn!(node, error = %e, "node deletion failed; the node stays");
-            ctx.event(machine, true, "FailedDeleteNode", format!("Node {node:?} stays: {e}"))
-                .await;
+            warn!(node, error = %e, "node deletion failed; trying again");
+            retry
         }
-        Err(_) => {
-            warn!(node, "node deletion timed out; the node stays");
-            ctx.event(
-                machine,
-                true,
-                "FailedDeleteNode",
-                format!("Node {node:?} stays: deletion timed out"),
-            )
-            .await;
-        }
+        // The next pass finds the timeout passed and says so.
+        Err(_) => NodeDeletion::Retry(Duration::from_millis(10)),
     }
+}
+
+/// A control-plane Machine of a Cluster without a control-plane provider whose peers are all gone
+/// or going: its Node is the cluster's last and stays.
+async fn is_last_control_plane(machine: &Machine, cluster: &Cluster, ctx: &Ctx, ns: &str) -> bool {
+    if !machine.is_control_plane() || cluster.spec.control_plane_ref.is_some() {
+        return false;
+    }
+    let machines: Api<Machine> = Api::namespaced(ctx.client.clone(), ns);
+    let lp = ListParams::default().labels(&format!(
+        "{LABEL_CLUSTER_NAME}={},{LABEL_CONTROL_PLANE}",
+        cluster.name_any()
+    ));
+    let others = machines.list(&lp).await.map(|l| {
+        l.items
+            .iter()
+            .filter(|m| m.meta().deletion_timestamp.is_none() && m.name_any() != machine.name_any())
+            .count()
+    });
+    matches!(others, Ok(0))
+}
+
+/// `spec.deletion.nodeDeletionTimeoutSeconds` (default 10 s; 0 tries for ever, as upstream)
+/// minus the time since the Machine's deletion was requested.
+fn node_deletion_time_left(machine: &Machine) -> Duration {
+    let timeout = match machine
+        .spec
+        .unknown
+        .get("deletion")
+        .and_then(|d| d["nodeDeletionTimeoutSeconds"].as_u64())
+    {
+        Some(0) => return Duration::MAX,
+        Some(s) => Duration::from_secs(s),
+        None => NODE_DELETION_TIMEOUT,
+    };
+    let since = machine
+        .meta()
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(t.0)).ok())
+        .unwrap_or_default();
+    timeout.saturating_sub(since)
 }

@@ -15,16 +15,22 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 fn infra_crd() -> CustomResourceDefinition {
+    test_infra_crd("TestInfraCluster")
+}
+
+/// A contract-labelled kind `kind` (`TestInfraCluster`, `TestInfraMachine`) the test drives by hand.
+fn test_infra_crd(kind: &str) -> CustomResourceDefinition {
+    let plural = format!("{}s", kind.to_lowercase());
     serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": "testinfraclusters.infrastructure.cluster.x-k8s.io",
+            "name": format!("{plural}.infrastructure.cluster.x-k8s.io"),
             "labels": {"cluster.x-k8s.io/v1beta2": "v1alpha1"}
         },
         "spec": {
             "group": "infrastructure.cluster.x-k8s.io",
-            "names": {"kind": "TestInfraCluster", "plural": "testinfraclusters", "singular": "testinfracluster", "listKind": "TestInfraClusterList"},
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")},
             "scope": "Namespaced",
             "versions": [{
                 "name": "v1alpha1", "served": true, "storage": true,
@@ -44,7 +50,9 @@ type Running = tokio::task::JoinHandle<Result<(), capstan_runtime::BoxError>>;
 /// An API server with the CAPI CRDs and the test's InfraCluster kind, and the standalone core.
 async fn start() -> (TestEnv, kube::Client, CancellationToken, Running) {
     let env = TestEnv::start().await.unwrap();
-    env.install_crds(&[infra_crd()]).await.unwrap();
+    env.install_crds(&[infra_crd(), test_infra_crd("TestInfraMachine")])
+        .await
+        .unwrap();
     let client = env.client().await.unwrap();
     let shutdown = CancellationToken::new();
     let ctx = ProviderContext {
@@ -343,5 +351,181 @@ async fn an_unusable_cluster_ca_is_a_condition() {
         Some(ClusterPhase::Provisioned),
         "the rest of the status is still written"
     );
+    shutdown.cancel();
+}
+
+/// README: deleting a Machine deletes its Node in the workload cluster, except the last
+/// control-plane Machine's (without a control-plane provider) and when the whole Cluster goes;
+/// a Node that cannot be deleted holds the Machine for `spec.deletion.nodeDeletionTimeoutSeconds`
+/// and is then given up on with a Warning Event.
+#[tokio::test]
+async fn machine_deletion_deletes_its_node_with_upstreams_exceptions() {
+    use k8s_openapi::api::core::v1::{Node, Secret};
+    let (_env, client, shutdown, _running) = start().await;
+    let mut workload = TestEnv::start_bare().await.unwrap();
+    let kubeconfig = std::fs::read_to_string(workload.kubeconfig_path()).unwrap();
+    let post = |v: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let gvk: GroupVersionKind = serde_json::from_value(json!({
+                "group": v["apiVersion"].as_str().unwrap().split_once('/').map_or("", |(g, _)| g),
+                "version": v["apiVersion"].as_str().unwrap().rsplit('/').next().unwrap(),
+                "kind": v["kind"],
+            }))
+            .unwrap();
+            let ar = ApiResource::from_gvk(&gvk);
+            let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+            api.create(&PostParams::default(), &serde_json::from_value(v).unwrap())
+                .await
+                .unwrap();
+        }
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    for cluster in ["c1", "c2"] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({"metadata": {"name": format!("{cluster}-kubeconfig")}, "stringData": {"value": kubeconfig}}),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        post(json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1alpha1", "kind": "TestInfraCluster", "metadata": {"name": cluster}})).await;
+        post(json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"name": cluster},
+                    "spec": {"infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "TestInfraCluster", "name": cluster}}}))
+        .await;
+    }
+    let nodes: Api<Node> = Api::all(workload.client().await.unwrap());
+    let infra_ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "infrastructure.cluster.x-k8s.io",
+        "v1alpha1",
+        "TestInfraMachine",
+    ));
+    let infras: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &infra_ar);
+    let machines: Api<Machine> = Api::namespaced(client.clone(), "default");
+    // name, cluster, control plane, nodeDeletionTimeoutSeconds
+    let fleet = [
+        ("cp-0", "c1", true, None),
+        ("w-0", "c1", false, None),
+        ("w-1", "c1", false, Some(3)),
+        ("w-9", "c2", false, None),
+    ];
+    for (name, cluster, cp, timeout) in fleet {
+        let pid = format!("test://{name}");
+        post(
+            json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1alpha1", "kind": "TestInfraMachine",
+                    "metadata": {"name": name}, "spec": {"providerID": pid}}),
+        )
+        .await;
+        infras
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"initialization": {"provisioned": true}}})),
+            )
+            .await
+            .unwrap();
+        let mut labels = json!({"cluster.x-k8s.io/cluster-name": cluster});
+        if cp {
+            labels["cluster.x-k8s.io/control-plane"] = json!("");
+        }
+        let mut spec = json!({"clusterName": cluster, "bootstrap": {"dataSecretName": name},
+                              "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "TestInfraMachine", "name": name}});
+        if let Some(t) = timeout {
+            spec["deletion"] = json!({"nodeDeletionTimeoutSeconds": t});
+        }
+        post(json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+                    "metadata": {"name": name, "labels": labels}, "spec": spec}))
+        .await;
+        nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"providerID": pid}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let node_ref = |name: &'static str| {
+        let machines = machines.clone();
+        async move {
+            machines
+                .get(name)
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.node_ref)
+                .map(|r| r.name)
+        }
+    };
+    for (name, ..) in fleet {
+        assert!(
+            wait_for(Duration::from_secs(30), || async {
+                node_ref(name).await.as_deref() == Some(name)
+            })
+            .await,
+            "{name} found its node"
+        );
+    }
+    let gone = |name: &'static str| {
+        let machines = machines.clone();
+        async move { machines.get_opt(name).await.unwrap().is_none() }
+    };
+
+    // A worker: its Node goes with it.
+    machines.delete("w-0", &DeleteParams::default()).await.unwrap();
+    assert!(wait_for(Duration::from_secs(30), || gone("w-0")).await);
+    assert!(
+        nodes.get_opt("w-0").await.unwrap().is_none(),
+        "the worker's node is deleted"
+    );
+
+    // The last control-plane Machine: its Node stays.
+    machines.delete("cp-0", &DeleteParams::default()).await.unwrap();
+    assert!(wait_for(Duration::from_secs(30), || gone("cp-0")).await);
+    assert!(
+        nodes.get_opt("cp-0").await.unwrap().is_some(),
+        "the last control-plane node stays"
+    );
+
+    // The whole Cluster goes: its Machines go, their Nodes stay (the cluster is going anyway).
+    Api::<Cluster>::namespaced(client.clone(), "default")
+        .delete("c2", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(30), || gone("w-9")).await);
+    assert!(
+        nodes.get_opt("w-9").await.unwrap().is_some(),
+        "a deleted cluster's nodes are left alone"
+    );
+
+    // The workload API server is down: the Machine waits out its 3 s, then goes with a Warning.
+    workload.kill_apiserver();
+    let asked = std::time::Instant::now();
+    machines.delete("w-1", &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!gone("w-1").await, "held while the node deletion is retried");
+    assert!(wait_for(Duration::from_secs(30), || gone("w-1")).await);
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "gone after {:?}",
+        asked.elapsed()
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let warned = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("FailedDeleteNode")
+                && e.message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("within the node deletion timeout")
+        });
+    assert!(warned, "a FailedDeleteNode Warning says why the node stays");
     shutdown.cancel();
 }
