@@ -320,18 +320,15 @@ async fn adopt_dependent(
     Ok(())
 }
 
-fn node_provider_id(n: &Node) -> Option<&str> {
-    n.spec
-        .as_ref()
-        .and_then(|s| s.provider_id.as_deref())
-        .filter(|p| !p.is_empty())
-}
-
 /// A Node without providerID that is this Machine's: by name (the usual hostname) or by one of
 /// its addresses.
-fn node_without_provider_id<'a>(nodes: &'a [Node], machine: &Machine, status: &MachineStatus) -> Option<&'a Node> {
+fn node_without_provider_id<'a>(
+    nodes: &'a [Arc<Node>],
+    machine: &Machine,
+    status: &MachineStatus,
+) -> Option<&'a Arc<Node>> {
     let ours: Vec<&str> = status.addresses.iter().flatten().map(|a| a.address.as_str()).collect();
-    nodes.iter().filter(|n| node_provider_id(n).is_none()).find(|n| {
+    nodes.iter().find(|n| {
         n.name_any() == machine.name_any()
             || n.status
                 .as_ref()
@@ -352,25 +349,23 @@ async fn reconcile_node(
         ready: false,
         condition: NewCondition::new(NODE_HEALTHY, Status::Unknown, reason, message),
     };
-    let client = match ctx.workload.get(&ctx.client, ns, &machine.spec.cluster_name).await {
-        Ok(c) => c,
+    let (client, nodes) = match ctx.workload.nodes(&ctx.client, ns, &machine.spec.cluster_name).await {
+        Ok(w) => w,
         Err(e) => return unknown("WaitingForKubeconfig", e.to_string()),
     };
-    let nodes = match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
-        Ok(list) => list.items,
-        Err(e) => {
-            return unknown(
-                "InspectionFailed",
-                format!("cannot list Nodes in the workload cluster: {e}"),
-            );
-        }
-    };
-    let found = nodes.iter().find(|n| node_provider_id(n) == Some(provider_id)).cloned();
+    if !nodes.is_ready() {
+        let why = nodes.error().unwrap_or_else(|| "no answer yet".into());
+        return unknown(
+            "InspectionFailed",
+            format!("cannot list Nodes in the workload cluster: {why}"),
+        );
+    }
+    let found = nodes.by_provider_id(provider_id);
     // A kubelet started without --provider-id registers a Node nobody can match; say so instead
     // of waiting forever without a clue.
     if found.is_none()
         && status.node_ref.is_none()
-        && let Some(node) = node_without_provider_id(&nodes, machine, status)
+        && let Some(node) = node_without_provider_id(&nodes.without_provider_id(), machine, status)
     {
         return Dependent {
             ready: false,

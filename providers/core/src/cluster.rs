@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use capstan_api::conditions::{self, NewCondition};
 use capstan_api::contract::{is_externally_managed, is_paused};
-use capstan_api::core::Cluster;
 use capstan_runtime::finalizer;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::object::{HasSpec, HasStatus};
@@ -39,11 +38,7 @@ where
 
     let owner = capstan_api::owner::owner_cluster(c.meta()).cloned();
     let cluster = match &owner {
-        Some(o) => {
-            Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&o.name)
-                .await?
-        }
+        Some(o) => ctx.cluster(&ns, &o.name).await?,
         None => None,
     };
 

@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use capstan_api::core::{Cluster, Machine};
 use capstan_runtime::backoff::FailureBackoff;
 use capstan_runtime::events::Events;
 use capstan_runtime::metrics::Metrics;
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 /// A cloud task that has not finished in this long is taken as hung (VRM's own clone timeout is
 /// of this order).
@@ -15,6 +17,11 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub struct Ctx<P> {
     pub provider: Arc<P>,
     pub client: kube::Client,
+    /// Machines and Clusters as the watches last saw them (filled by the InfraMachine
+    /// controller's own watches, so no extra connection): a reconcile reads its owner from here
+    /// instead of a GET, and falls back to a GET for what the store does not hold (yet).
+    pub machines: Store<Machine>,
+    pub clusters: Store<Cluster>,
     pub metrics: Arc<Metrics>,
     pub backoff: FailureBackoff,
     pub events: Events,
@@ -28,12 +35,21 @@ pub struct Ctx<P> {
 }
 
 impl<P> Ctx<P> {
-    pub fn new(provider: Arc<P>, name: &str, client: kube::Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        provider: Arc<P>,
+        name: &str,
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        machines: Store<Machine>,
+        clusters: Store<Cluster>,
+    ) -> Self {
         let field_manager = format!("capstan-{name}");
         let events = Events::new(client.clone(), &field_manager);
         Self {
             provider,
             client,
+            machines,
+            clusters,
             metrics,
             backoff: FailureBackoff::default(),
             events,
@@ -44,10 +60,38 @@ impl<P> Ctx<P> {
         }
     }
 
+    /// The Machine `name` of `ns`: from the store, else read (a Machine created a moment ago).
+    pub async fn machine(&self, ns: &str, name: &str) -> Result<Option<Machine>, kube::Error> {
+        cached_or_read(&self.client, &self.machines, ns, name).await
+    }
+
+    /// The Cluster `name` of `ns`: from the store, else read.
+    pub async fn cluster(&self, ns: &str, name: &str) -> Result<Option<Cluster>, kube::Error> {
+        cached_or_read(&self.client, &self.clusters, ns, name).await
+    }
+
     /// Publishes a Kubernetes Event; failures are logged, never fatal.
     pub async fn event(&self, reference: &ObjectReference, warning: bool, reason: &str, note: String) {
         self.events.publish(reference, warning, reason, note).await;
     }
+}
+
+async fn cached_or_read<K>(
+    client: &kube::Client,
+    store: &Store<K>,
+    ns: &str,
+    name: &str,
+) -> Result<Option<K>, kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if let Some(obj) = store.get(&ObjectRef::new(name).within(ns)) {
+        return Ok(Some(obj.as_ref().clone()));
+    }
+    kube::Api::<K>::namespaced(client.clone(), ns).get_opt(name).await
 }
 
 /// Times a reconcile for the metrics.

@@ -14,7 +14,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::core::object::HasSpec;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span, warn};
 
@@ -144,7 +145,16 @@ where
         let operation_timeout = self.operation_timeout;
         let companions: Vec<_> = self.companions.iter().map(|run| run(ctx.clone())).collect();
         Box::pin(async move {
-            let mut state = Ctx::new(provider, name, ctx.client.clone(), ctx.metrics.clone());
+            let (machines, machine_writer) = reflector::store();
+            let (clusters, cluster_writer) = reflector::store();
+            let mut state = Ctx::new(
+                provider,
+                name,
+                ctx.client.clone(),
+                ctx.metrics.clone(),
+                machines,
+                clusters,
+            );
             if let Some(p) = poll {
                 state.poll_interval = p;
             }
@@ -158,7 +168,7 @@ where
                 state.backoff = capstan_runtime::backoff::FailureBackoff::new(base, max);
             }
             let state = Arc::new(state);
-            let machines = run_machines::<P>(&ctx, state.clone(), name);
+            let machines = run_machines::<P>(&ctx, state.clone(), name, machine_writer, cluster_writer);
             let clusters = run_clusters::<P>(&ctx, state, name);
             futures::join!(machines, clusters, futures::future::join_all(companions));
             Ok(())
@@ -166,8 +176,13 @@ where
     }
 }
 
-async fn run_machines<P>(ctx: &ProviderContext, state: Arc<Ctx<P>>, name: &'static str)
-where
+async fn run_machines<P>(
+    ctx: &ProviderContext,
+    state: Arc<Ctx<P>>,
+    name: &'static str,
+    machine_writer: reflector::store::Writer<Machine>,
+    cluster_writer: reflector::store::Writer<Cluster>,
+) where
     P: InfraProvider,
     <P::Machine as HasSpec>::Spec: InfraMachineSpec,
     <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
@@ -185,10 +200,22 @@ where
     let store = controller_.store();
     let cluster_changes = ChangeFilter::new(cluster_fields);
     let machine_changes = ChangeFilter::new(machine_fields);
+    // These two watches also fill the Machine and Cluster stores the reconciles read from.
+    let clusters = reflector(
+        cluster_writer,
+        watcher(ctx.scope.api::<Cluster>(ctx.client.clone()), ctx.scope.watcher_config()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let machines = reflector(
+        machine_writer,
+        watcher(ctx.scope.api::<Machine>(ctx.client.clone()), ctx.scope.watcher_config()),
+    )
+    .default_backoff()
+    .touched_objects();
     controller_
-        .watches(
-            ctx.scope.api::<Cluster>(ctx.client.clone()),
-            ctx.scope.watcher_config(),
+        .watches_stream(
+            clusters,
             move |c: Cluster| {
                 if !cluster_changes.changed(&c) {
                     return Vec::new();
@@ -203,9 +230,8 @@ where
             },
         )
         // The owner Machine gaining its data secret, or being paused, must wake its InfraMachine.
-        .watches(
-            ctx.scope.api::<Machine>(ctx.client.clone()),
-            ctx.scope.watcher_config(),
+        .watches_stream(
+            machines,
             move |m: Machine| {
                 (m.spec.infrastructure_ref.kind == kind && machine_changes.changed(&m))
                     .then(|| ObjectRef::new(&m.spec.infrastructure_ref.name).within(&m.namespace().unwrap_or_default()))

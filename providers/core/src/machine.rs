@@ -106,8 +106,7 @@ where
         write_status::<P>(&ctx, &api, m, status).await?;
         return Ok(Action::await_change());
     };
-    let machines: Api<Machine> = Api::namespaced(ctx.client.clone(), &ns);
-    let machine = machines.get_opt(&owner.name).await?;
+    let machine = ctx.machine(&ns, &owner.name).await?;
     if let Some(phase) = machine
         .as_ref()
         .and_then(|m| m.status.as_ref()?.phase.as_ref())
@@ -123,11 +122,7 @@ where
         .map(|machine| machine.spec.cluster_name.clone())
         .or_else(|| m.labels().get(capstan_api::contract::LABEL_CLUSTER_NAME).cloned());
     let cluster = match cluster_name {
-        Some(name) => {
-            Api::<Cluster>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&name)
-                .await?
-        }
+        Some(name) => ctx.cluster(&ns, &name).await?,
         None => None,
     };
 

@@ -134,12 +134,21 @@ impl World {
 
     /// A machine that takes its address from the pool `pool`.
     async fn pool_machine(&self, cluster: &str, name: &str, pool: Value) {
-        self.machine(cluster, name, "ubuntu-2204-tmpl", None).await;
+        // Without bootstrap data until the pool reference is in: nothing is cloned before.
+        self.machine_with(cluster, name, "ubuntu-2204-tmpl", None, false).await;
         Api::<DCSMachine>::namespaced(self.client.clone(), "default")
             .patch(
                 name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"spec": {"ipHostnamePoolRef": pool, "placement": {"host": "cnahost-01"}}})),
+            )
+            .await
+            .unwrap();
+        Api::<Machine>::namespaced(self.client.clone(), "default")
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"bootstrap": {"dataSecretName": format!("{name}-boot")}}})),
             )
             .await
             .unwrap();
