@@ -616,6 +616,17 @@ async fn inventory_names_resolve_to_urns() {
     let cluster = c.find_cluster("cluster-sim").await.unwrap();
     assert_eq!(cluster.urn, "urn:sites:3F7B07E2:clusters:117");
 
+    // A wave of machines asks the same questions: answered once a minute, not once per machine.
+    let calls = sim.state().call_counts();
+    for _ in 0..3 {
+        assert_eq!(c.find_port_group("ManagementDVS", "VLAN-329").await.unwrap(), pg);
+        assert_eq!(c.find_datastore("ds1").await.unwrap(), ds);
+    }
+    assert_eq!(sim.state().call_counts(), calls, "resolved names are remembered");
+
+    // A miss is never remembered.
+    let err = c.find_port_group("ManagementDVS", "VLAN-999").await.unwrap_err();
+    assert!(err.is_not_found() && !err.is_retryable(), "{err:?}");
     let err = c.find_port_group("ManagementDVS", "VLAN-999").await.unwrap_err();
     assert!(err.is_not_found() && !err.is_retryable(), "{err:?}");
     let err = c.find_port_group("NoSuchDVS", "VLAN-329").await.unwrap_err();

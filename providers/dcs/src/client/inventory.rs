@@ -1,5 +1,10 @@
 //! Name → URN lookups for the objects a machine template names: clusters, datastores and the
-//! port groups of distributed switches.
+//! port groups of distributed switches. Answers are kept for a minute: a wave of machines from one
+//! template asks the same questions, and names change rarely. A miss always asks VRM.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -15,6 +20,32 @@ pub struct InventoryItem {
     pub uri: String,
     #[serde(default)]
     pub name: String,
+}
+
+/// How long a resolved name (or the host list) is trusted.
+const INVENTORY_TTL: Duration = Duration::from_secs(60);
+
+/// Resolved names and the host list, per client (so per VRM and credentials).
+#[derive(Default)]
+pub(crate) struct InventoryCache {
+    items: Mutex<HashMap<String, (Instant, InventoryItem)>>,
+    hosts: Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+impl InventoryCache {
+    fn item(&self, key: &str) -> Option<InventoryItem> {
+        let items = self.items.lock().expect("cache poisoned");
+        items
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < INVENTORY_TTL)
+            .map(|(_, item)| item.clone())
+    }
+
+    fn put(&self, key: String, item: &InventoryItem) {
+        let mut items = self.items.lock().expect("cache poisoned");
+        items.retain(|_, (at, _)| at.elapsed() < INVENTORY_TTL);
+        items.insert(key, (Instant::now(), item.clone()));
+    }
 }
 
 #[derive(Deserialize)]
@@ -80,6 +111,10 @@ fn exactly_one(
 
 impl DcsClient {
     pub async fn find_cluster(&self, name: &str) -> Result<InventoryItem, DcsError> {
+        self.cached(format!("cluster/{name}"), self.lookup_cluster(name)).await
+    }
+
+    async fn lookup_cluster(&self, name: &str) -> Result<InventoryItem, DcsError> {
         let mut url = self.site_url("clusters").await?;
         url.query_pairs_mut().append_pair("name", name);
         let list: Clusters = self
@@ -90,6 +125,10 @@ impl DcsClient {
 
     /// A host by name, for pinning a VM to it (its URN goes into the clone's `location`).
     pub async fn find_host(&self, name: &str) -> Result<InventoryItem, DcsError> {
+        self.cached(format!("host/{name}"), self.lookup_host(name)).await
+    }
+
+    async fn lookup_host(&self, name: &str) -> Result<InventoryItem, DcsError> {
         let mut url = self.site_url("hosts").await?;
         url.query_pairs_mut()
             .append_pair("name", name)
@@ -97,6 +136,32 @@ impl DcsClient {
             .append_pair("offset", "0");
         let list: Hosts = self.call("list_hosts", Method::GET, url, "hosts", Body::None).await?;
         exactly_one("find_host", format!("host {name:?}"), list.hosts, name)
+    }
+
+    async fn cached(
+        &self,
+        key: String,
+        lookup: impl Future<Output = Result<InventoryItem, DcsError>>,
+    ) -> Result<InventoryItem, DcsError> {
+        if let Some(item) = self.inner.inventory.item(&key) {
+            return Ok(item);
+        }
+        let item = lookup.await?;
+        self.inner.inventory.put(key, &item);
+        Ok(item)
+    }
+
+    /// The host list of the last minute, unless `fresh`; a fresh one is kept for the next call.
+    pub(crate) async fn recent_host_addresses(&self, fresh: bool) -> Result<Vec<String>, DcsError> {
+        if !fresh
+            && let Some((at, hosts)) = self.inner.inventory.hosts.lock().expect("cache poisoned").as_ref()
+            && at.elapsed() < INVENTORY_TTL
+        {
+            return Ok(hosts.clone());
+        }
+        let hosts = self.host_addresses().await?;
+        *self.inner.inventory.hosts.lock().expect("cache poisoned") = Some((Instant::now(), hosts.clone()));
+        Ok(hosts)
     }
 
     /// The management addresses of the site's hosts (the first 100).
@@ -115,6 +180,11 @@ impl DcsClient {
     }
 
     pub async fn find_datastore(&self, name: &str) -> Result<InventoryItem, DcsError> {
+        self.cached(format!("datastore/{name}"), self.lookup_datastore(name))
+            .await
+    }
+
+    async fn lookup_datastore(&self, name: &str) -> Result<InventoryItem, DcsError> {
         let mut url = self.site_url("datastores").await?;
         url.query_pairs_mut()
             .append_pair("name", name)
@@ -129,6 +199,14 @@ impl DcsClient {
     /// The port group `port_group` on the distributed switch `dvswitch`; its URN goes into
     /// [`super::NicSpec::port_group_urn`].
     pub async fn find_port_group(&self, dvswitch: &str, port_group: &str) -> Result<InventoryItem, DcsError> {
+        self.cached(
+            format!("portgroup/{dvswitch}/{port_group}"),
+            self.lookup_port_group(dvswitch, port_group),
+        )
+        .await
+    }
+
+    async fn lookup_port_group(&self, dvswitch: &str, port_group: &str) -> Result<InventoryItem, DcsError> {
         let mut url = self.site_url("dvswitchs").await?;
         url.query_pairs_mut().append_pair("name", dvswitch);
         let switches: DvSwitches = self

@@ -139,6 +139,7 @@ struct Inner {
     base: Url,
     session: Session,
     site: tokio::sync::OnceCell<Site>,
+    inventory: inventory::InventoryCache,
     observer: Arc<dyn ApiObserver>,
 }
 
@@ -204,6 +205,7 @@ impl DcsClient {
                 base,
                 session: Session::default(),
                 site: tokio::sync::OnceCell::new(),
+                inventory: Default::default(),
                 observer,
                 config,
             }),

@@ -635,11 +635,16 @@ impl DcsClient {
         let Some(host) = url.host_str() else {
             return Err(target());
         };
-        if Some(host) == base.host_str() || self.host_addresses().await?.iter().any(|ip| ip == host) {
-            Ok(())
-        } else {
-            Err(target())
+        if Some(host) == base.host_str() {
+            return Ok(());
         }
+        // The host list of the last minute, else a fresh one (a host added since).
+        for fresh in [false, true] {
+            if self.recent_host_addresses(fresh).await?.iter().any(|ip| ip == host) {
+                return Ok(());
+            }
+        }
+        Err(target())
     }
 
     async fn vm_url(&self, vm: &str, suffix: &str) -> Result<reqwest::Url, DcsError> {
