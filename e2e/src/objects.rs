@@ -30,16 +30,18 @@ pub fn owner_ref<K: Resource<DynamicType = ()>>(obj: &K) -> Value {
 /// Mutating requests (POST, PUT, PATCH, DELETE) the API server has served for `resources`, from
 /// its `apiserver_request_total` metric.
 pub async fn apiserver_writes(client: &Client, resources: &[&str]) -> u64 {
+    apiserver_requests(client, resources, &["POST", "PUT", "PATCH", "DELETE"]).await
+}
+
+/// Requests with one of `verbs` (`GET`, `LIST`, `WATCH`, `PATCH`, …) the API server has served for
+/// `resources`, from its `apiserver_request_total` metric.
+pub async fn apiserver_requests(client: &Client, resources: &[&str], verbs: &[&str]) -> u64 {
     let req = http::Request::get("/metrics").body(Vec::new()).expect("static request");
     let text = client.request_text(req).await.expect("apiserver /metrics");
     text.lines()
         .filter(|l| l.starts_with("apiserver_request_total{"))
         .filter(|l| resources.iter().any(|r| l.contains(&format!("resource=\"{r}\""))))
-        .filter(|l| {
-            ["POST", "PUT", "PATCH", "DELETE"]
-                .iter()
-                .any(|v| l.contains(&format!("verb=\"{v}\"")))
-        })
+        .filter(|l| verbs.iter().any(|v| l.contains(&format!("verb=\"{v}\""))))
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum::<f64>() as u64
 }

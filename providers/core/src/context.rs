@@ -1,6 +1,7 @@
 //! Shared state of one provider's controllers.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use capstan_api::core::{Cluster, Machine};
@@ -10,11 +11,14 @@ use capstan_runtime::metrics::Metrics;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::credentials::{Credentials, CredentialsError};
+use crate::provider::InfraProvider;
+
 /// A cloud task that has not finished in this long is taken as hung (VRM's own clone timeout is
 /// of this order).
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-pub struct Ctx<P> {
+pub struct Ctx<P: InfraProvider> {
     pub provider: Arc<P>,
     pub client: kube::Client,
     /// Machines and Clusters as the watches last saw them (filled by the InfraMachine
@@ -22,6 +26,10 @@ pub struct Ctx<P> {
     /// instead of a GET, and falls back to a GET for what the store does not hold (yet).
     pub machines: Store<Machine>,
     pub clusters: Store<Cluster>,
+    /// The provider's InfraClusters, filled by the InfraCluster controller's watch.
+    pub infra_clusters: Store<P::Cluster>,
+    /// Credentials Secrets read in the last [`CREDENTIALS_TTL`], by namespace/name.
+    credentials: Mutex<HashMap<(String, String), (Instant, Credentials)>>,
     pub metrics: Arc<Metrics>,
     pub backoff: FailureBackoff,
     pub events: Events,
@@ -34,22 +42,28 @@ pub struct Ctx<P> {
     pub operation_timeout: Duration,
 }
 
-impl<P> Ctx<P> {
-    pub fn new(
-        provider: Arc<P>,
-        name: &str,
-        client: kube::Client,
-        metrics: Arc<Metrics>,
-        machines: Store<Machine>,
-        clusters: Store<Cluster>,
-    ) -> Self {
+/// How long a credentials Secret read is reused: every reconcile of every machine needs it, and a
+/// rotated password taking effect within seconds is soon enough.
+pub const CREDENTIALS_TTL: Duration = Duration::from_secs(10);
+
+/// The stores a provider's reconciles read from.
+pub struct Stores<P: InfraProvider> {
+    pub machines: Store<Machine>,
+    pub clusters: Store<Cluster>,
+    pub infra_clusters: Store<P::Cluster>,
+}
+
+impl<P: InfraProvider> Ctx<P> {
+    pub fn new(provider: Arc<P>, name: &str, client: kube::Client, metrics: Arc<Metrics>, stores: Stores<P>) -> Self {
         let field_manager = format!("capstan-{name}");
         let events = Events::new(client.clone(), &field_manager);
         Self {
             provider,
             client,
-            machines,
-            clusters,
+            machines: stores.machines,
+            clusters: stores.clusters,
+            infra_clusters: stores.infra_clusters,
+            credentials: Mutex::default(),
             metrics,
             backoff: FailureBackoff::default(),
             events,
@@ -68,6 +82,26 @@ impl<P> Ctx<P> {
     /// The Cluster `name` of `ns`: from the store, else read.
     pub async fn cluster(&self, ns: &str, name: &str) -> Result<Option<Cluster>, kube::Error> {
         cached_or_read(&self.client, &self.clusters, ns, name).await
+    }
+
+    /// The InfraCluster `name` of `ns`: from the store, else read.
+    pub async fn infra_cluster(&self, ns: &str, name: &str) -> Result<Option<P::Cluster>, kube::Error> {
+        cached_or_read(&self.client, &self.infra_clusters, ns, name).await
+    }
+
+    /// The credentials Secret `ns/name`, read at most every [`CREDENTIALS_TTL`].
+    pub async fn credentials(&self, ns: &str, name: &str) -> Result<Credentials, CredentialsError> {
+        let key = (ns.to_string(), name.to_string());
+        if let Some((at, c)) = self.credentials.lock().expect("cache poisoned").get(&key)
+            && at.elapsed() < CREDENTIALS_TTL
+        {
+            return Ok(c.clone());
+        }
+        let c = Credentials::read(&self.client, ns, name).await?;
+        let mut cache = self.credentials.lock().expect("cache poisoned");
+        cache.retain(|_, (at, _)| at.elapsed() < CREDENTIALS_TTL);
+        cache.insert(key, (Instant::now(), c.clone()));
+        Ok(c)
     }
 
     /// Publishes a Kubernetes Event; failures are logged, never fatal.

@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, info_span, warn};
 
-use crate::context::{Ctx, Timer};
+use crate::context::{Ctx, Stores, Timer};
 use crate::machine::Error;
 use crate::provider::*;
 
@@ -147,14 +147,13 @@ where
         Box::pin(async move {
             let (machines, machine_writer) = reflector::store();
             let (clusters, cluster_writer) = reflector::store();
-            let mut state = Ctx::new(
-                provider,
-                name,
-                ctx.client.clone(),
-                ctx.metrics.clone(),
+            let (infra_clusters, infra_cluster_writer) = reflector::store();
+            let stores = Stores {
                 machines,
                 clusters,
-            );
+                infra_clusters: infra_clusters.clone(),
+            };
+            let mut state = Ctx::new(provider, name, ctx.client.clone(), ctx.metrics.clone(), stores);
             if let Some(p) = poll {
                 state.poll_interval = p;
             }
@@ -169,7 +168,7 @@ where
             }
             let state = Arc::new(state);
             let machines = run_machines::<P>(&ctx, state.clone(), name, machine_writer, cluster_writer);
-            let clusters = run_clusters::<P>(&ctx, state, name);
+            let clusters = run_clusters::<P>(&ctx, state, name, infra_clusters, infra_cluster_writer);
             futures::join!(machines, clusters, futures::future::join_all(companions));
             Ok(())
         })
@@ -263,8 +262,13 @@ async fn run_machines<P>(
         .await;
 }
 
-async fn run_clusters<P>(ctx: &ProviderContext, state: Arc<Ctx<P>>, name: &'static str)
-where
+async fn run_clusters<P>(
+    ctx: &ProviderContext,
+    state: Arc<Ctx<P>>,
+    name: &'static str,
+    store: reflector::Store<P::Cluster>,
+    writer: reflector::store::Writer<P::Cluster>,
+) where
     P: InfraProvider,
     <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
 {
@@ -272,10 +276,17 @@ where
     let kind = P::Cluster::kind(&()).to_string();
     let shutdown = ctx.shutdown.clone();
     let cluster_changes = ChangeFilter::new(cluster_fields);
-    Controller::new(
-        ctx.scope.api::<P::Cluster>(ctx.client.clone()),
-        ctx.scope.watcher_config(),
+    // The InfraCluster watch also fills the store InfraMachine reconciles read their cluster from.
+    let infra_clusters = reflector(
+        writer,
+        watcher(
+            ctx.scope.api::<P::Cluster>(ctx.client.clone()),
+            ctx.scope.watcher_config(),
+        ),
     )
+    .default_backoff()
+    .touched_objects();
+    Controller::for_stream(infra_clusters, store)
     .with_config(ctx.concurrency.controller_config(&controller))
     .watches(
         ctx.scope.api::<Cluster>(ctx.client.clone()),
@@ -334,7 +345,7 @@ fn machine_fields(m: &Machine) -> (String, String, Option<String>, String, Optio
     )
 }
 
-fn error_policy<P>(key: &ObjectKey, err: &Error, state: &Ctx<P>) -> Action {
+fn error_policy<P: InfraProvider>(key: &ObjectKey, err: &Error, state: &Ctx<P>) -> Action {
     let delay = state.backoff.next_delay(key);
     warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)

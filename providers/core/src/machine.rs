@@ -188,15 +188,14 @@ where
             "Cluster has no infrastructureRef".into(),
         )));
     };
-    let infra_api: Api<P::Cluster> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(infra) = infra_api.get_opt(&r.name).await? else {
+    let Some(infra) = ctx.infra_cluster(ns, &r.name).await? else {
         return Ok(Err((
             WAITING_FOR_CLUSTER_INFRASTRUCTURE.into(),
             format!("{} {} not found", r.kind, r.name),
         )));
     };
     let secret = infra.spec().credentials_secret().to_string();
-    match Credentials::read(&ctx.client, ns, &secret).await {
+    match ctx.credentials(ns, &secret).await {
         Ok(c) => Ok(Ok((infra, c))),
         Err(e) => Ok(Err((CREDENTIALS_UNAVAILABLE.into(), e.to_string()))),
     }
@@ -677,7 +676,7 @@ where
 }
 
 /// A cloud error becomes a condition; retryable ones back off, terminal ones wait for a change.
-fn cloud_failure<P, K: Resource<DynamicType = ()>>(
+fn cloud_failure<P: InfraProvider, K: Resource<DynamicType = ()>>(
     ctx: &Ctx<P>,
     m: &K,
     mut status: InfraMachineStatus,

@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 use capstan_api::core::{Cluster, Machine};
 use capstan_dcs::api::{DCSCluster, DCSMachine};
 use capstan_dcs::sim::{SimConfig, SimHandle, Simulator};
-use capstan_e2e::objects::{apiserver_writes, create, owner_ref};
+use capstan_e2e::objects::{apiserver_requests, apiserver_writes, create, owner_ref};
 use capstan_e2e::{ChildGuard, TestEnv};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use serde_json::json;
 
 /// Resources whose writes count as the manager's (the test's own creates are subtracted).
@@ -44,6 +45,19 @@ fn capstan_bin() -> PathBuf {
         .map(|p| target.join(p).join("capstan"))
         .find(|p| p.is_file())
         .expect("build the manager first: cargo build --release -p capstan (or set CAPSTAN_BIN)")
+}
+
+/// CPU time (user + system) a process has used so far, in seconds (`/proc/<pid>/stat`).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
 }
 
 /// Peak resident set of a process, in MiB.
@@ -80,35 +94,32 @@ async fn provision(client: &Client, n: usize, prefix: &str) -> Duration {
         .buffer_unordered(16)
         .collect::<Vec<()>>()
         .await;
+    // Watched, not listed over and over: polling a thousand objects would load the API server
+    // more than the manager does, and miss the exact moment the last one is done.
     let api: Api<DCSMachine> = Api::namespaced(client.clone(), "default");
-    // Listing a thousand objects ten times a second would load the API server more than the
-    // manager does: look less often the more there are (100 ms for one, 2 s for a thousand).
-    let every = Duration::from_millis(100).max(Duration::from_millis(2) * n as u32);
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    let done = poll_until(every, deadline, || async {
-        let list = api
-            .list(&ListParams::default().labels("cluster.x-k8s.io/cluster-name=bench"))
-            .await
-            .unwrap();
-        list.items
-            .iter()
-            .filter(|m| {
-                m.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with(&format!("{prefix}-")))
-            })
-            .filter(|m| {
-                m.status
-                    .as_ref()
-                    .and_then(|s| s.initialization.as_ref())
-                    .and_then(|i| i.provisioned)
-                    == Some(true)
-            })
-            .count()
-            == n
+    let config = kube::runtime::watcher::Config::default().labels("cluster.x-k8s.io/cluster-name=bench");
+    let mut events = kube::runtime::watcher(api, config).applied_objects().boxed();
+    let mut provisioned = std::collections::HashSet::new();
+    let done = tokio::time::timeout(Duration::from_secs(1800), async {
+        while let Some(Ok(m)) = events.next().await {
+            let name = m.metadata.name.clone().unwrap_or_default();
+            let ok = m
+                .status
+                .as_ref()
+                .and_then(|s| s.initialization.as_ref())
+                .and_then(|i| i.provisioned)
+                == Some(true);
+            if ok && name.starts_with(&format!("{prefix}-")) {
+                provisioned.insert(name);
+                if provisioned.len() == n {
+                    return true;
+                }
+            }
+        }
+        false
     })
-    .await;
+    .await
+    .unwrap_or(false);
     assert!(done, "{n} machines did not all provision");
     start.elapsed()
 }
@@ -132,20 +143,6 @@ async fn cluster(client: &Client, sim: &SimHandle) {
         )
         .await
         .unwrap();
-}
-
-async fn poll_until<F, Fut>(every: Duration, deadline: Instant, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(every).await;
-    }
-    false
 }
 
 fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
@@ -195,7 +192,23 @@ async fn bench_machines() {
     let single = provision(&client, 1, "single").await;
     let calls_before = sim.state().call_counts();
     let writes_before = apiserver_writes(&client, WRITTEN).await;
+    // Where the CPU goes on this machine: the manager, the API server, and this process (the
+    // simulator and the test's own watch).
+    let apiserver = env.apiserver_pid().to_string();
+    let cpu = || [pid.to_string().as_str(), apiserver.as_str(), "self"].map(cpu_seconds);
+    let cpu_before = cpu();
+    let read = ["dcsmachines", "dcsclusters", "machines", "clusters", "secrets"];
+    let gets = || async {
+        let mut out = Vec::new();
+        for r in read {
+            out.push(apiserver_requests(&client, &[r], &["GET"]).await);
+        }
+        out
+    };
+    let gets_before = gets().await;
     let many = provision(&client, n, "many").await;
+    let cpu_after = cpu();
+    let gets_after = gets().await;
     // The clean-up (detach, image removal) runs right after provisioning: let it finish.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let calls = delta(&sim.state().call_counts(), &calls_before);
@@ -212,6 +225,20 @@ async fn bench_machines() {
         many.as_secs_f64(),
         many.as_secs_f64() / single.as_secs_f64()
     );
+    println!(
+        "BENCH cpu_s_while_provisioning manager={:.1} apiserver={:.1} simulator_and_test={:.1} (cores: {})",
+        cpu_after[0] - cpu_before[0],
+        cpu_after[1] - cpu_before[1],
+        cpu_after[2] - cpu_before[2],
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for (i, r) in read.iter().enumerate() {
+        // The test's own provisioning loop reads nothing by GET (it watches).
+        println!(
+            "BENCH apiserver_gets_per_machine resource={r} {:.2}",
+            (gets_after[i] - gets_before[i]) as f64 / n as f64
+        );
+    }
     println!("BENCH logins={}", sim.state().login_count());
     for (op, d) in &calls {
         println!("BENCH dcs_calls_per_machine op={op} {:.2}", *d as f64 / n as f64);
