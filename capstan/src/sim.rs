@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use capstan_dcs::sim::{Latency, SimConfig, SimKnobs, Simulator};
+use capstan_sim_dcs::{Latency, SimConfig, SimKnobs, Simulator};
 
 #[derive(clap::Args)]
 pub struct SimArgs {

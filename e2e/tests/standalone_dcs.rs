@@ -15,11 +15,11 @@ use std::time::Duration;
 use capstan_api::conditions;
 use capstan_api::core::{Cluster, Machine, MachineDeployment, MachineSet};
 use capstan_dcs::api::DCSMachine;
-use capstan_dcs::sim::{Latency, SimConfig, SimKnobs, Simulator};
 use capstan_e2e::objects::{apiserver_writes, create};
 use capstan_e2e::{TestEnv, wait_for};
 use capstan_runtime::metrics::Metrics;
 use capstan_runtime::{Provider, ProviderContext, Scope};
+use capstan_sim_dcs::{Latency, SimConfig, SimKnobs, Simulator};
 use k8s_openapi::api::core::v1::{Node, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -280,7 +280,7 @@ struct World {
     _mgmt: TestEnv,
     _workload: TestEnv,
     client: Client,
-    sim: capstan_dcs::sim::SimHandle,
+    sim: capstan_sim_dcs::SimHandle,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     managers: Managers,

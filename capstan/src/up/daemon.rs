@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use capstan_dcs::sim::{Latency, SimConfig, SimKnobs, Simulator};
 use capstan_guest::{GuestOptions, GuestStatus, Guests};
 use capstan_localplane::{LocalPlane, PlaneOptions};
+use capstan_sim_dcs::{Latency, SimConfig, SimKnobs, Simulator};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;

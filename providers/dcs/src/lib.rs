@@ -1,13 +1,12 @@
-//! Huawei DCS (FusionCompute VRM) support for Capstan: the VRM REST client, the NoCloud
-//! bootstrap ISO builder and, behind the `sim` feature, a VRM simulator.
+//! Huawei DCS (FusionCompute VRM) support for Capstan: the VRM REST client and the provider on the
+//! lifecycle core. The VRM simulator lives in its own crate (`capstan-sim-dcs`), which shares no
+//! code with this client.
 
 pub mod api;
 pub mod client;
 pub use capstan_iso as iso;
 pub mod pool;
 pub mod provider;
-#[cfg(feature = "sim")]
-pub mod sim;
 
 pub use client::{DcsClient, DcsClientPool, DcsConfig, DcsError, PasswordEncoding, SecretString, UserType};
 

@@ -12,8 +12,6 @@
 //! RSS, VRM calls per machine by operation, API server writes per machine, and for the idle
 //! fleet afterwards the writes and VRM list calls over the idle window.
 
-#![cfg(feature = "sim")]
-
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -22,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use capstan_api::core::{Cluster, Machine};
 use capstan_dcs::api::{DCSCluster, DCSMachine};
-use capstan_dcs::sim::{SimConfig, SimHandle, Simulator};
 use capstan_e2e::objects::{apiserver_requests, apiserver_writes, create, owner_ref};
 use capstan_e2e::{ChildGuard, TestEnv};
+use capstan_sim_dcs::{SimConfig, SimHandle, Simulator};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;

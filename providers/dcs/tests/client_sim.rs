@@ -1,6 +1,5 @@
 //! The VRM client against the simulator over real HTTPS (the simulator's CA is trusted via the
 //! client's CA bundle; nothing runs with verification off).
-#![cfg(feature = "sim")]
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -8,8 +7,8 @@ use std::time::Duration;
 
 use capstan_dcs::client::{ApiCall, CallOutcome, CloneSpec, NicSpec, StaticIpv4, TaskStatus, Vm, VmState};
 use capstan_dcs::iso::{BootstrapVolume, NoCloudSeed};
-use capstan_dcs::sim::{Latency, SimConfig, SimHandle, SimKnobs, Simulator, codes};
 use capstan_dcs::{DcsClient, DcsClientPool, DcsConfig, DcsError, PasswordEncoding};
+use capstan_sim_dcs::{Latency, SimConfig, SimHandle, SimKnobs, Simulator, codes};
 
 const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(20);

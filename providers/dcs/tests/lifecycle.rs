@@ -2,8 +2,6 @@
 //! simulator over real HTTPS, and the test acting as CAPI core (it creates Cluster, Machine and
 //! the bootstrap secret, sets owner references and copies the infrastructure flag).
 
-#![cfg(feature = "sim")]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +10,11 @@ use capstan_api::conditions;
 use capstan_api::core::{Cluster, Machine};
 use capstan_api::ipam::{IPAddress, IPAddressClaim};
 use capstan_dcs::api::{DCSCluster, DCSIPHostnamePool, DCSMachine};
-use capstan_dcs::sim::{Latency, SimConfig, SimHandle, SimKnobs, Simulator};
 use capstan_e2e::objects::owner_ref;
 use capstan_e2e::{TestEnv, wait_for};
 use capstan_runtime::metrics::Metrics;
 use capstan_runtime::{Provider, ProviderContext, Scope};
+use capstan_sim_dcs::{Latency, SimConfig, SimHandle, SimKnobs, Simulator};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};

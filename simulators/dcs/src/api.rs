@@ -14,7 +14,6 @@ use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
 use super::state::{LoginRecord, Shared, SimNic, SimVm, Upload, World, codes, now_string, vm_urn};
-use crate::client::sha256_hex;
 
 type Sh = Arc<Shared>;
 
@@ -235,7 +234,7 @@ async fn list_clusters(State(sh): State<Sh>, Path(site): Path<String>, h: Header
     let w = sh.lock();
     let urn = w.cluster_urn();
     ok(json!({"clusters": [{
-        "urn": urn, "uri": crate::client::urn::urn_to_uri(&urn),
+        "urn": urn, "uri": urn_to_uri(&urn),
         "name": w.config.cluster_name, "parentObjUrn": format!("urn:sites:{site}"), "tag": "",
     }]}))
 }
@@ -245,7 +244,7 @@ async fn list_hosts(State(sh): State<Sh>, Path(site): Path<String>, h: HeaderMap
     let w = sh.lock();
     let urn = w.host_urn();
     ok(json!({"total": 1, "hosts": [{
-        "urn": urn, "uri": crate::client::urn::urn_to_uri(&urn), "name": w.config.host_name,
+        "urn": urn, "uri": urn_to_uri(&urn), "name": w.config.host_name,
         "clusterUrn": w.cluster_urn(), "status": "normal", "ip": host_ip(&sh.host_url),
     }]}))
 }
@@ -255,7 +254,7 @@ async fn list_datastores(State(sh): State<Sh>, Path(site): Path<String>, h: Head
     let w = sh.lock();
     let urn = w.datastore_urn();
     ok(json!({"total": 1, "datastores": [{
-        "urn": urn, "uri": crate::client::urn::urn_to_uri(&urn), "name": w.config.datastore_name,
+        "urn": urn, "uri": urn_to_uri(&urn), "name": w.config.datastore_name,
         "status": "NORMAL", "capacityGB": 10240, "freeSizeGB": 8192,
     }]}))
 }
@@ -290,7 +289,7 @@ async fn list_port_groups(State(sh): State<Sh>, Path((site, dvs)): Path<(String,
         .filter(|p| p.dvswitch_id.to_string() == dvs)
         .map(|p| {
             let urn = w.port_group_urn(p.dvswitch_id, p.id);
-            json!({"urn": urn, "uri": crate::client::urn::urn_to_uri(&urn), "name": p.name, "vlanId": 0})
+            json!({"urn": urn, "uri": urn_to_uri(&urn), "name": p.name, "vlanId": 0})
         })
         .collect();
     ok(json!({"total": list.len(), "portGroups": list}))
@@ -957,4 +956,19 @@ fn host_ip(url: &str) -> String {
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// `urn:sites:S:hosts:1` → `/service/sites/S/hosts/1`: VRM's own rule, written here again so the
+/// simulator does not share the client's code.
+fn urn_to_uri(urn: &str) -> String {
+    format!("/service/{}", urn.trim_start_matches("urn:").replace(':', "/"))
+}
+
+/// VRM's `Sha256` password encoding: lowercase hex of the digest.
+fn sha256_hex(input: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(input.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

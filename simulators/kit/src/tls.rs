@@ -1,6 +1,6 @@
-//! A throwaway PKI (CA + server certificates for VRM and its host) and an HTTPS listener for axum, so
-//! clients under test verify certificates exactly as they would against a real VRM with a
-//! private CA.
+//! A throwaway PKI (a CA and one server certificate per listening address) and an HTTPS
+//! listener for axum, so clients under test verify certificates exactly as they would against a
+//! real cloud with a private CA.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -23,10 +23,10 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-pub(crate) struct Pki {
+pub struct Pki {
     pub ca_pem: String,
-    pub vrm: Arc<rustls::ServerConfig>,
-    pub host: Arc<rustls::ServerConfig>,
+    /// One server configuration per address given to [`generate`], in that order.
+    pub servers: Vec<Arc<rustls::ServerConfig>>,
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -63,13 +63,12 @@ fn builder(cn: &str, key: &PKey<Private>) -> Result<(X509Builder, X509Name), ope
     Ok((b, name))
 }
 
-/// A CA and two server certificates signed by it: one for VRM's address and one for the
-/// physical host's management address, where clients push uploads (on DCS a separate address,
-/// port and certificate).
-pub(crate) fn generate(vrm: IpAddr, host: IpAddr) -> io::Result<Pki> {
+/// A CA named `ca_name` and one server certificate signed by it for each of `ips` (a cloud
+/// endpoint and, say, the host an upload goes to: separate addresses and certificates, as in life).
+pub fn generate(ca_name: &str, ips: &[IpAddr]) -> io::Result<Pki> {
     let (ca, leaves) = (|| -> Result<_, openssl::error::ErrorStack> {
         let ca_key = new_key()?;
-        let (mut b, subject) = builder("Capstan VRM simulator CA", &ca_key)?;
+        let (mut b, subject) = builder(ca_name, &ca_key)?;
         b.set_issuer_name(&subject)?;
         b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
         b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
@@ -77,23 +76,20 @@ pub(crate) fn generate(vrm: IpAddr, host: IpAddr) -> io::Result<Pki> {
         b.append_extension(ski)?;
         b.sign(&ca_key, MessageDigest::sha256())?;
         let ca = b.build();
-        let leaves = [vrm, host]
-            .into_iter()
-            .map(|ip| leaf(&ca, &ca_key, ip))
+        let leaves = ips
+            .iter()
+            .map(|ip| leaf(&ca, &ca_key, *ip))
             .collect::<Result<Vec<_>, _>>()?;
         // The CA key is dropped here: nothing else is ever signed with it.
         Ok((ca, leaves))
     })()
     .map_err(other)?;
     let ca_pem = String::from_utf8(ca.to_pem().map_err(other)?).map_err(other)?;
-    let [vrm, host] = &leaves[..] else {
-        unreachable!("two leaves were issued")
-    };
-    Ok(Pki {
-        ca_pem,
-        vrm: server_config(&ca, &vrm.0, &vrm.1)?,
-        host: server_config(&ca, &host.0, &host.1)?,
-    })
+    let servers = leaves
+        .iter()
+        .map(|(cert, key)| server_config(&ca, cert, key))
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(Pki { ca_pem, servers })
 }
 
 fn leaf(ca: &X509, ca_key: &PKey<Private>, ip: IpAddr) -> Result<(X509, PKey<Private>), openssl::error::ErrorStack> {
@@ -135,7 +131,7 @@ fn server_config(ca: &X509, cert: &X509, key: &PKey<Private>) -> io::Result<Arc<
 
 /// An axum listener yielding TLS streams. Handshakes run in their own tasks so one slow or
 /// broken client cannot stall accepting the others.
-pub(crate) struct TlsListener {
+pub struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
 }

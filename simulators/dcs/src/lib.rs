@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use capstan_dcs::sim::{SimConfig, Simulator};
+//! use capstan_sim_dcs::{SimConfig, Simulator};
 //! let sim = Simulator::start(SimConfig::default()).await?;
 //! println!("VRM at {} (CA:\n{})", sim.url(), sim.ca_pem());
 //! # Ok(()) }
@@ -14,7 +14,6 @@
 
 mod api;
 mod state;
-mod tls;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -24,7 +23,8 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::iso::{IsoFile, read_iso};
+use capstan_iso::{IsoFile, read_iso};
+use capstan_simkit::Server;
 use state::Shared;
 pub use state::{LoginRecord, codes};
 
@@ -221,13 +221,14 @@ impl Simulator {
         let vrm_tcp = tokio::net::TcpListener::bind(config.bind).await?;
         let host_tcp = tokio::net::TcpListener::bind(config.host_bind).await?;
         let (vrm_addr, host_addr) = (vrm_tcp.local_addr()?, host_tcp.local_addr()?);
-        let pki = tls::generate(vrm_addr.ip(), host_addr.ip())?;
+        let pki = capstan_simkit::tls::generate("Capstan VRM simulator CA", &[vrm_addr.ip(), host_addr.ip()])?;
+        let [vrm_tls, host_tls] = <[_; 2]>::try_from(pki.servers).map_err(|_| io::Error::other("two certificates"))?;
         let url = format!("https://{vrm_addr}");
         let host_url = format!("https://{host_addr}");
         let shared = Shared::new(config, host_url.clone());
         let servers = vec![
-            Server::start("VRM", vrm_tcp, pki.vrm, api::router(shared.clone()))?,
-            Server::start("host", host_tcp, pki.host, api::host_router(shared.clone()))?,
+            Server::start("VRM", vrm_tcp, vrm_tls, api::router(shared.clone()))?,
+            Server::start("host", host_tcp, host_tls, api::host_router(shared.clone()))?,
         ];
         tracing::info!(%url, %host_url, "VRM simulator listening");
         Ok(SimHandle {
@@ -237,57 +238,6 @@ impl Simulator {
             state: SimState { shared },
             servers,
         })
-    }
-}
-
-/// One HTTPS listener of the simulator and the axum server behind it.
-struct Server {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    accept_task: tokio::task::JoinHandle<()>,
-    server: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(
-        name: &'static str,
-        tcp: tokio::net::TcpListener,
-        tls: std::sync::Arc<rustls::ServerConfig>,
-        app: axum::Router,
-    ) -> io::Result<Server> {
-        let (listener, accept_task) = tls::TlsListener::new(tcp, tls)?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let res = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "{name} simulator stopped with an error");
-            }
-        });
-        Ok(Server {
-            stop: Some(stop_tx),
-            accept_task,
-            server: Some(server),
-        })
-    }
-
-    fn signal_stop(&mut self) {
-        self.accept_task.abort();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.signal_stop();
-        // Idle keep-alive connections would otherwise hold the server task open.
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
     }
 }
 
@@ -325,11 +275,7 @@ impl SimHandle {
     pub async fn shutdown(mut self) {
         self.servers.iter_mut().for_each(Server::signal_stop);
         for s in &mut self.servers {
-            if let Some(server) = s.server.take()
-                && tokio::time::timeout(Duration::from_secs(5), server).await.is_err()
-            {
-                tracing::warn!("VRM simulator did not stop within 5s");
-            }
+            s.shutdown().await;
         }
     }
 }
