@@ -12,6 +12,35 @@ use crate::kubeadm::node::NodeRecord;
 use crate::kubeadm::{self, KubeadmError};
 use crate::nocloud;
 
+/// Where a guest's cloud-init finds its instance data: each cloud's delivery is an adapter onto
+/// one [`nocloud::Seed`] (user-data, meta-data, network-config), so the boot itself is the same
+/// whatever the cloud.
+#[derive(Debug)]
+pub enum Datasource {
+    /// Nothing: no volume attached, no metadata service.
+    None,
+    /// A CD-ROM image, read the way cloud-init's NoCloud datasource does (label `cidata`).
+    NoCloudIso(Vec<u8>),
+    /// Instance data handed over directly (an OpenStack-style metadata service, vSphere
+    /// guestinfo): the cloud's adapter has already decoded it.
+    Seed(nocloud::Seed),
+}
+
+impl Datasource {
+    /// A drive's image if there is one, else nothing.
+    pub fn cdrom(iso: Option<Vec<u8>>) -> Self {
+        iso.map_or(Datasource::None, Datasource::NoCloudIso)
+    }
+
+    fn seed(self) -> Result<nocloud::Seed, String> {
+        match self {
+            Datasource::None => Err("no bootstrap volume attached: cloud-init found no datasource".into()),
+            Datasource::NoCloudIso(iso) => nocloud::read_seed(&iso).map_err(|e| format!("cloud-init: {e}")),
+            Datasource::Seed(seed) => Ok(seed),
+        }
+    }
+}
+
 /// How much of a cluster the guests bring up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -206,9 +235,9 @@ impl Guests {
         }
     }
 
-    /// The VM was powered on with `iso` in its CD-ROM drive (or none). On first boot, cloud-init
-    /// runs after the boot delay; a reboot finds it already done.
-    pub fn power_on(&self, vm: VmInfo, iso: Option<Vec<u8>>) {
+    /// The VM was powered on with `source` as its cloud-init datasource. On first boot,
+    /// cloud-init runs after the boot delay; a reboot finds it already done.
+    pub fn power_on(&self, vm: VmInfo, source: Datasource) {
         let Ok(mut vms) = self.0.vms.lock() else { return };
         if let Some(r) = vms.get_mut(&vm.id)
             && r.booted
@@ -220,7 +249,7 @@ impl Guests {
         }
         let me = self.clone();
         let id = vm.id.clone();
-        let task = tokio::spawn(async move { me.boot(vm, iso).await });
+        let task = tokio::spawn(async move { me.boot(vm, source).await });
         vms.insert(
             id,
             VmRecord {
@@ -289,9 +318,9 @@ impl Guests {
             .collect()
     }
 
-    async fn boot(self, vm: VmInfo, iso: Option<Vec<u8>>) {
+    async fn boot(self, vm: VmInfo, source: Datasource) {
         tokio::time::sleep(self.0.options.boot_delay).await;
-        let result = self.run_cloud_init(&vm, iso).await;
+        let result = self.run_cloud_init(&vm, source).await;
         self.update(&vm.id, |r| {
             r.booted = true;
             r.task = None;
@@ -313,9 +342,8 @@ impl Guests {
         self.update(vm_id, |r| r.log.push(line));
     }
 
-    async fn run_cloud_init(&self, vm: &VmInfo, iso: Option<Vec<u8>>) -> Result<Option<String>, String> {
-        let iso = iso.ok_or("no bootstrap volume attached: cloud-init found no NoCloud datasource")?;
-        let seed = nocloud::read_seed(&iso).map_err(|e| format!("cloud-init: {e}"))?;
+    async fn run_cloud_init(&self, vm: &VmInfo, source: Datasource) -> Result<Option<String>, String> {
+        let seed = source.seed()?;
         let root = self.root(&vm.id);
         std::fs::create_dir_all(&root).map_err(|e| format!("guest disk: {e}"))?;
         let boot = cloudinit::boot(&root, &seed).map_err(|e| format!("cloud-init: {e}"))?;

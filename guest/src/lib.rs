@@ -10,4 +10,4 @@ mod host;
 pub mod kubeadm;
 pub mod nocloud;
 
-pub use host::{BootContext, ClusterView, Clusters, GuestOptions, GuestStatus, Guests, Mode, VmInfo};
+pub use host::{BootContext, ClusterView, Clusters, Datasource, GuestOptions, GuestStatus, Guests, Mode, VmInfo};

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use capstan_api::core::{Cluster, Machine};
-use capstan_guest::{GuestOptions, GuestStatus, Guests, Mode, VmInfo};
+use capstan_guest::{Datasource, GuestOptions, GuestStatus, Guests, Mode, VmInfo};
 use capstan_iso::{BootstrapVolume, NoCloudSeed};
 use capstan_kubeadm::api::{EncryptionAlgorithm, KubeadmConfig};
 use capstan_kubeadm::controller::token::{generate_token, token_secret, token_secret_name};
@@ -311,7 +311,10 @@ fn pid_alive(pid: u32) -> bool {
 async fn init_cluster(g: &Guests, pki: &Path, port: u16) -> (VmInfo, String) {
     let cp = vm(1, "cp-1");
     let started = Instant::now();
-    g.power_on(cp.clone(), Some(iso(&cp, &render(pki, port, Role::Init, json!({})))));
+    g.power_on(
+        cp.clone(),
+        Datasource::NoCloudIso(iso(&cp, &render(pki, port, Role::Init, json!({})))),
+    );
     let node = running(g, &cp.id).await;
     eprintln!("kubeadm init took {:?}", started.elapsed());
     (cp, node)
@@ -380,8 +383,8 @@ async fn init_then_joins() {
         json!({"joinConfiguration": {"discovery": {"bootstrapToken": {"token": token}}, "controlPlane": {}}}),
     );
     let started = Instant::now();
-    g.power_on(worker.clone(), Some(iso(&worker, &worker_doc)));
-    g.power_on(cp2.clone(), Some(iso(&cp2, &cp2_doc)));
+    g.power_on(worker.clone(), Datasource::NoCloudIso(iso(&worker, &worker_doc)));
+    g.power_on(cp2.clone(), Datasource::NoCloudIso(iso(&cp2, &cp2_doc)));
     let worker_node = running(&g, &worker.id).await;
     let cp2_node = running(&g, &cp2.id).await;
     eprintln!("two joins took {:?}", started.elapsed());
@@ -525,7 +528,7 @@ async fn join_failures() {
     ];
     let started = Instant::now();
     for (v, doc) in &cases {
-        g.power_on(v.clone(), Some(iso(v, doc)));
+        g.power_on(v.clone(), Datasource::NoCloudIso(iso(v, doc)));
     }
 
     let reason = failed(&g, "vm-0002").await;
@@ -603,7 +606,7 @@ async fn boot_failures_without_a_cluster() {
     assert!(doc.contains("\n#cloud-config\n"), "{doc}");
     let broken = doc.replacen("#cloud-config\n", "", 1);
     let v = vm(1, "no-cloud-config");
-    g.power_on(v.clone(), Some(iso(&v, &broken)));
+    g.power_on(v.clone(), Datasource::NoCloudIso(iso(&v, &broken)));
     let reason = failed(&g, &v.id).await;
     assert!(reason.starts_with("cloud-init: "), "{reason}");
     assert!(reason.contains("#cloud-config"), "{reason}");
@@ -620,7 +623,7 @@ async fn boot_failures_without_a_cluster() {
 
     // No ISO in the drive at all.
     let v = vm(2, "no-iso");
-    g.power_on(v.clone(), None);
+    g.power_on(v.clone(), Datasource::None);
     let reason = failed(&g, &v.id).await;
     assert!(reason.contains("no bootstrap volume"), "{reason}");
 
@@ -628,7 +631,7 @@ async fn boot_failures_without_a_cluster() {
     let v = vm(3, "not-loopback");
     g.power_on(
         v.clone(),
-        Some(iso(
+        Datasource::NoCloudIso(iso(
             &v,
             &render_as(pki.path(), "10.0.0.1", 6443, Role::Init, json!({}), None),
         )),
@@ -659,7 +662,7 @@ async fn destroy_stops_the_control_plane() {
     let worker = vm(2, "worker-1");
     g.power_on(
         worker.clone(),
-        Some(iso(
+        Datasource::NoCloudIso(iso(
             &worker,
             &render(pki.path(), port, Role::Worker, token_join(&token)),
         )),
@@ -715,11 +718,11 @@ async fn nodes_only_mode() {
     let cp2 = vm(3, "cp-2");
     g.power_on(
         worker.clone(),
-        Some(iso(&worker, &render(pki.path(), port, Role::Worker, json!({})))),
+        Datasource::NoCloudIso(iso(&worker, &render(pki.path(), port, Role::Worker, json!({})))),
     );
     g.power_on(
         cp2.clone(),
-        Some(iso(&cp2, &render(pki.path(), port, Role::ControlPlaneJoin, json!({})))),
+        Datasource::NoCloudIso(iso(&cp2, &render(pki.path(), port, Role::ControlPlaneJoin, json!({})))),
     );
     assert_eq!(running(&g, &worker.id).await, "worker-1");
     assert_eq!(running(&g, &cp2.id).await, "cp-2");
@@ -769,7 +772,7 @@ async fn reboot_does_not_rerun_cloud_init() {
     assert_eq!(g.clusters().len(), 1);
     g.power_on(
         cp.clone(),
-        Some(iso(&cp, &render(pki.path(), port, Role::Init, json!({})))),
+        Datasource::NoCloudIso(iso(&cp, &render(pki.path(), port, Role::Init, json!({})))),
     );
     assert_eq!(
         g.status(&cp.id),
@@ -802,7 +805,7 @@ async fn the_control_plane_runs_the_machines_kubernetes_version() {
     let doc = render(pki.path(), port, Role::Init, json!({})).replace("v1.34.4", "v1.33.13");
     assert!(doc.contains("kubernetesVersion: v1.33.13"), "{doc}");
     let cp = vm(1, "cp-133");
-    g.power_on(cp.clone(), Some(iso(&cp, &doc)));
+    g.power_on(cp.clone(), Datasource::NoCloudIso(iso(&cp, &doc)));
     running(&g, &cp.id).await;
     let version = admin(&g, &format!("127.0.0.1:{port}"))
         .apiserver_version()
@@ -813,7 +816,7 @@ async fn the_control_plane_runs_the_machines_kubernetes_version() {
     let port = capstan_localplane::free_port();
     let doc = render(pki.path(), port, Role::Init, json!({})).replace("v1.34.4", "v1.30.1");
     let old = vm(2, "cp-130");
-    g.power_on(old.clone(), Some(iso(&old, &doc)));
+    g.power_on(old.clone(), Datasource::NoCloudIso(iso(&old, &doc)));
     let reason = failed(&g, &old.id).await;
     assert!(reason.contains("no kube-apiserver for Kubernetes v1.30"), "{reason}");
     assert!(reason.contains("hack/peers/gen-kube-apiserver.sh"), "{reason}");

@@ -751,7 +751,7 @@ fn power_on(w: &mut World, sh: &Sh, vm_id: &str, task: Option<u64>) {
                         .filter(|ip| ip != "0.0.0.0")
                         .collect(),
                 };
-                g.power_on(info, iso);
+                g.power_on(info, capstan_guest::Datasource::cdrom(iso));
             }
         });
     });
