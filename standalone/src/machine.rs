@@ -354,6 +354,24 @@ async fn reconcile_node(
         Err(e) => return unknown("WaitingForKubeconfig", e.to_string()),
     };
     if !nodes.is_ready() {
+        // The index is (re)listing — a restarted manager, a new kubeconfig: keep what the last
+        // pass found rather than flip every running Machine's health (and availability) at once.
+        if status.node_ref.is_some()
+            && let Some(last) = machine
+                .status
+                .as_ref()
+                .and_then(|s| conditions::get(&s.conditions, NODE_HEALTHY))
+        {
+            let st = match last.status.as_str() {
+                "True" => Status::True,
+                "False" => Status::False,
+                _ => Status::Unknown,
+            };
+            return Dependent {
+                ready: st == Status::True,
+                condition: NewCondition::new(NODE_HEALTHY, st, &last.reason, last.message.clone()),
+            };
+        }
         let why = nodes.error().unwrap_or_else(|| "no answer yet".into());
         return unknown(
             "InspectionFailed",

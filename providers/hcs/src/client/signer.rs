@@ -50,6 +50,10 @@ impl Signature {
 pub enum SignError {
     #[error("the request has no {DATE_HEADER} header to sign with")]
     NoDate,
+    #[error("header {0} is not text and cannot be signed")]
+    Header(String),
+    #[error("a streamed request body cannot be signed: its SHA-256 is needed up front")]
+    StreamingBody,
 }
 
 /// Signs `req` with the secret key `secret_key`.
@@ -64,6 +68,60 @@ pub fn sign(req: &RequestParts<'_>, secret_key: &[u8]) -> Result<Signature, Sign
         signed_headers: names.join(";"),
         signature: hex(&mac.finalize().into_bytes()),
     })
+}
+
+/// Signs a request about to be sent: adds `X-Sdk-Date` (from `now`) and `Authorization`, over
+/// every header it carries by then. `Host` is not among them (hyper adds it on the wire), as with
+/// the Huawei Cloud SDKs.
+pub fn sign_request(
+    req: &mut reqwest::Request,
+    access_key: &str,
+    secret_key: &[u8],
+    now: std::time::SystemTime,
+) -> Result<(), SignError> {
+    let date = chrono::DateTime::<chrono::Utc>::from(now)
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string();
+    req.headers_mut().insert(
+        DATE_HEADER,
+        reqwest::header::HeaderValue::from_str(&date).expect("a formatted date is ASCII"),
+    );
+    let url = req.url().clone();
+    let path = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8_lossy()
+        .to_string();
+    let query: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            v.to_str()
+                .map(|v| (n.as_str(), v))
+                .map_err(|_| SignError::Header(n.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = match req.body() {
+        None => &[][..],
+        Some(b) => b.as_bytes().ok_or(SignError::StreamingBody)?,
+    };
+    let signature = sign(
+        &RequestParts {
+            method: req.method().as_str(),
+            path: &path,
+            query: &query,
+            headers: &headers,
+            body,
+        },
+        secret_key,
+    )?;
+    let authorization = reqwest::header::HeaderValue::from_str(&signature.authorization(access_key))
+        .map_err(|_| SignError::Header("authorization".into()))?;
+    req.headers_mut().insert(reqwest::header::AUTHORIZATION, authorization);
+    Ok(())
 }
 
 fn header<'a>(headers: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
