@@ -16,8 +16,8 @@ use kube::ResourceExt;
 
 use crate::api::{DCSCluster, DCSMachine, PasswordEncodingSpec};
 use crate::client::{
-    ApiCall, ApiObserver, CallOutcome, CloneSpec, DcsClient, DcsClientPool, DcsConfig, DcsError, DiskSpec, NicSpec,
-    PasswordEncoding, StaticIpv4, StopMode, TaskStatus, UserType, Vm, VmState,
+    CloneSpec, DcsClient, DcsClientPool, DcsConfig, DcsError, DiskSpec, NicSpec, PasswordEncoding, StaticIpv4,
+    StopMode, TaskStatus, UserType, Vm, VmState,
 };
 use crate::iso::{BootstrapVolume, NoCloudSeed, static_network_config};
 
@@ -115,20 +115,6 @@ impl CloudError for ProviderError {
     }
 }
 
-/// Reports every VRM call to the process metrics.
-struct MetricsObserver(Arc<Metrics>);
-
-impl ApiObserver for MetricsObserver {
-    fn observe(&self, call: &ApiCall<'_>) {
-        let class = match call.outcome {
-            CallOutcome::Success => None,
-            CallOutcome::RetryableError => Some("retryable"),
-            CallOutcome::TerminalError => Some("terminal"),
-        };
-        self.0.observe_cloud_call("dcs", call.operation, call.duration, class);
-    }
-}
-
 pub struct DcsProvider {
     pool: DcsClientPool,
     /// For `DCSIPHostnamePool` allocations.
@@ -138,7 +124,7 @@ pub struct DcsProvider {
 impl DcsProvider {
     pub fn new(kube: kube::Client, metrics: Arc<Metrics>) -> Self {
         Self {
-            pool: DcsClientPool::new(Arc::new(MetricsObserver(metrics))),
+            pool: DcsClientPool::new(Arc::new(capstan_cloudkit::MetricsObserver::new("dcs", metrics))),
             kube,
         }
     }

@@ -7,7 +7,6 @@
 
 mod error;
 mod inventory;
-mod observe;
 mod pool;
 mod session;
 mod site;
@@ -23,9 +22,9 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+pub use capstan_cloudkit::{ApiCall, ApiObserver, CallOutcome, NoopObserver};
 pub use error::{ApiFault, DcsError, ERROR_VERSION_NOT_SUPPORTED};
 pub use inventory::InventoryItem;
-pub use observe::{ApiCall, ApiObserver, CallOutcome, NoopObserver};
 pub use pool::DcsClientPool;
 pub use site::Site;
 pub use task::{Task, TaskRef, TaskStatus};
@@ -35,7 +34,6 @@ pub use vm::{
 };
 
 use session::Session;
-pub(crate) use session::sha256_hex;
 
 pub use capstan_runtime::secret::SecretString;
 
@@ -166,29 +164,14 @@ impl DcsClient {
 
     /// Like [`DcsClient::new`], reporting every API call to `observer`.
     pub fn with_observer(config: DcsConfig, observer: Arc<dyn ApiObserver>) -> Result<Self, DcsError> {
-        // reqwest brings no crypto provider of its own: it uses the process default.
-        capstan_runtime::install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout);
-        if let Some(pem) = &config.ca_bundle_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| DcsError::Config(format!("invalid CA bundle: {e}")))?;
-            if certs.is_empty() {
-                return Err(DcsError::Config("CA bundle holds no certificate".into()));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        if config.insecure_skip_verify {
-            tracing::warn!(
-                vrm = config.endpoint.host_str().unwrap_or_default(),
-                "TLS certificate verification is disabled for VRM"
-            );
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| DcsError::Config(format!("building HTTP client: {e}")))?;
+        let http = capstan_cloudkit::tls::http_client(&capstan_cloudkit::TlsSettings {
+            ca_bundle_pem: config.ca_bundle_pem.as_deref(),
+            insecure_skip_verify: config.insecure_skip_verify,
+            request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
+            endpoint_host: config.endpoint.host_str().unwrap_or_default(),
+        })
+        .map_err(|e| DcsError::Config(e.to_string()))?;
         let mut base = config.endpoint.clone();
         if base.cannot_be_a_base() {
             // The endpoint comes from a Secret: name the problem, not the value.

@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
-use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::{ApiFault, DcsClient, DcsError, PasswordEncoding, SecretString};
@@ -30,13 +29,6 @@ impl Session {
     fn set(&self, token: Option<Token>) {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = token;
     }
-}
-
-pub(crate) fn sha256_hex(input: &str) -> String {
-    Sha256::digest(input.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl DcsClient {
@@ -122,7 +114,10 @@ impl DcsClient {
             PasswordEncoding::Plain => req
                 .header("X-Auth-Key", cfg.password.expose())
                 .header("X-ENCRIPT-ALGORITHM", "1"),
-            PasswordEncoding::Sha256Hex => req.header("X-Auth-Key", sha256_hex(cfg.password.expose())),
+            PasswordEncoding::Sha256Hex => req.header(
+                "X-Auth-Key",
+                capstan_cloudkit::sha256_hex(cfg.password.expose().as_bytes()),
+            ),
         };
         let resp = req.body("{}").send().await.map_err(|source| DcsError::Transport {
             operation: "login",
@@ -163,7 +158,7 @@ mod tests {
     #[test]
     fn sha256_is_lowercase_hex() {
         assert_eq!(
-            super::sha256_hex("abc"),
+            capstan_cloudkit::sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

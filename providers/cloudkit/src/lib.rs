@@ -1,0 +1,19 @@
+//! What Capstan's cloud API clients share, so a second and third provider do not copy the first:
+//! an HTTPS client trusting a CA bundle with verification on by default ([`tls`]), a report of
+//! every API call by operation and outcome with a Prometheus adapter ([`observe`]), and one
+//! pooled client (so one session) per endpoint, user and settings, idle ones logged out
+//! ([`pool`]). Each cloud's client keeps only what is its own: auth, paths, error bodies.
+
+pub mod observe;
+pub mod pool;
+pub mod tls;
+
+pub use observe::{ApiCall, ApiObserver, CallOutcome, MetricsObserver, NoopObserver};
+pub use pool::{ClientPool, DEFAULT_IDLE_TIMEOUT, PooledClient};
+pub use tls::{TlsError, TlsSettings};
+
+/// Lowercase hex SHA-256, for pool keys (secrets enter a key only as a digest).
+pub fn sha256_hex(input: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(input).iter().map(|b| format!("{b:02x}")).collect()
+}
