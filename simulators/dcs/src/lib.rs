@@ -366,11 +366,11 @@ impl SimState {
     /// Requests received per operation (`login`, `list_vms`, `get_vm`, `clone_vm`, ...),
     /// including rejected ones.
     pub fn call_counts(&self) -> BTreeMap<String, u64> {
-        self.shared.lock().calls.clone()
+        self.shared.calls.snapshot()
     }
 
     pub fn call_count(&self, operation: &str) -> u64 {
-        self.shared.lock().calls.get(operation).copied().unwrap_or(0)
+        self.shared.calls.get(operation)
     }
 
     /// Successful logins.

@@ -113,7 +113,6 @@ pub(crate) struct World {
     pub uploads: HashMap<String, Upload>,
     /// Upload ticket → device path.
     pub tickets: HashMap<String, String>,
-    pub calls: BTreeMap<String, u64>,
     pub logins: Vec<LoginRecord>,
     pub next_vm: u32,
     pub next_task: u64,
@@ -123,6 +122,8 @@ pub(crate) struct World {
 
 pub(crate) struct Shared {
     world: Mutex<World>,
+    /// Outside the world's lock: counting never waits for a long simulated operation.
+    pub calls: capstan_simkit::CallCounts,
     /// The host's upload endpoint, `https://<host ip>:<port>`.
     pub host_url: String,
 }
@@ -139,7 +140,6 @@ impl Shared {
             tasks: BTreeMap::new(),
             uploads: HashMap::new(),
             tickets: HashMap::new(),
-            calls: BTreeMap::new(),
             logins: Vec::new(),
             next_vm: 0x100,
             next_task: 1,
@@ -185,6 +185,7 @@ impl Shared {
         }
         Arc::new(Shared {
             world: Mutex::new(w),
+            calls: Default::default(),
             host_url,
         })
     }

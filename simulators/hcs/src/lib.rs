@@ -9,7 +9,7 @@
 
 mod aksk;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -60,7 +60,7 @@ impl Default for SimConfig {
 struct Shared {
     config: SimConfig,
     tokens: Mutex<HashSet<String>>,
-    calls: Mutex<BTreeMap<String, u64>>,
+    calls: capstan_simkit::CallCounts,
 }
 
 type Sh = Arc<Shared>;
@@ -72,13 +72,7 @@ pub struct SimState(Sh);
 impl SimState {
     /// Requests answered per operation (`create_token`, `list_projects`, `auth_failed`, …).
     pub fn call_count(&self, operation: &str) -> u64 {
-        self.0
-            .calls
-            .lock()
-            .expect("counters")
-            .get(operation)
-            .copied()
-            .unwrap_or(0)
+        self.0.calls.get(operation)
     }
 }
 
@@ -97,7 +91,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             config,
             tokens: Mutex::default(),
-            calls: Mutex::default(),
+            calls: Default::default(),
         });
         let server = Server::start("HCS", tcp, tls, router(shared.clone()))?;
         let url = Url::parse(&format!("https://{addr}")).map_err(io::Error::other)?;
@@ -144,7 +138,7 @@ fn router(shared: Sh) -> Router {
 }
 
 fn count(sh: &Sh, operation: &str) {
-    *sh.calls.lock().expect("counters").entry(operation.into()).or_default() += 1;
+    sh.calls.record(operation);
 }
 
 /// Keystone's error shape (`code` is a number there).

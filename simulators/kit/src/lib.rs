@@ -71,3 +71,27 @@ impl Drop for Server {
         }
     }
 }
+
+/// Requests a simulator received, per operation name (`login`, `get_vm`, …), rejected ones
+/// included: what tests and benchmarks count calls with.
+#[derive(Debug, Default)]
+pub struct CallCounts(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl CallCounts {
+    pub fn record(&self, operation: &str) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(operation.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn get(&self, operation: &str) -> u64 {
+        self.snapshot().get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
