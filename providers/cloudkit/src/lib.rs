@@ -8,7 +8,7 @@ pub mod observe;
 pub mod pool;
 pub mod tls;
 
-pub use observe::{ApiCall, ApiObserver, CallOutcome, MetricsObserver, NoopObserver};
+pub use observe::{ApiCall, ApiObserver, CallError, CallOutcome, MetricsObserver, NoopObserver, report};
 pub use pool::{ClientPool, DEFAULT_IDLE_TIMEOUT, PooledClient};
 pub use tls::{TlsError, TlsSettings};
 

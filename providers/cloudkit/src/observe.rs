@@ -24,6 +24,34 @@ pub trait ApiObserver: Send + Sync {
     fn observe(&self, call: &ApiCall<'_>);
 }
 
+/// What reporting a call needs to know of a client's error.
+pub trait CallError {
+    /// Worth retrying without any change.
+    fn is_retryable(&self) -> bool;
+    /// The HTTP status, when the cloud answered.
+    fn status(&self) -> Option<u16>;
+}
+
+/// Reports one finished call, started at `start`, to `observer`.
+pub fn report<T, E: CallError>(
+    observer: &dyn ApiObserver,
+    operation: &str,
+    start: std::time::Instant,
+    result: &Result<T, E>,
+) {
+    let outcome = match result {
+        Ok(_) => CallOutcome::Success,
+        Err(e) if e.is_retryable() => CallOutcome::RetryableError,
+        Err(_) => CallOutcome::TerminalError,
+    };
+    observer.observe(&ApiCall {
+        operation,
+        duration: start.elapsed(),
+        outcome,
+        status: result.as_ref().err().and_then(E::status),
+    });
+}
+
 /// The default observer: reports nowhere.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoopObserver;

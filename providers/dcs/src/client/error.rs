@@ -172,6 +172,15 @@ impl DcsError {
     }
 }
 
+impl capstan_cloudkit::CallError for DcsError {
+    fn is_retryable(&self) -> bool {
+        DcsError::is_retryable(self)
+    }
+    fn status(&self) -> Option<u16> {
+        DcsError::status(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

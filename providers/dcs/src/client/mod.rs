@@ -255,17 +255,7 @@ impl DcsClient {
     }
 
     fn report<T>(&self, operation: &'static str, start: Instant, result: &Result<T, DcsError>) {
-        let outcome = match result {
-            Ok(_) => CallOutcome::Success,
-            Err(e) if e.is_retryable() => CallOutcome::RetryableError,
-            Err(_) => CallOutcome::TerminalError,
-        };
-        self.inner.observer.observe(&ApiCall {
-            operation,
-            duration: start.elapsed(),
-            outcome,
-            status: result.as_ref().err().and_then(DcsError::status),
-        });
+        capstan_cloudkit::report(self.inner.observer.as_ref(), operation, start, result);
     }
 
     async fn send_authenticated(

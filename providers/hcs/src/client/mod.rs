@@ -1,3 +1,314 @@
-//! The HCS API client: IAM (Keystone v3 tokens or AK/SK signing), ECS, VPC, ELB v3, EVS.
+//! The HCS API client: one signed-request path (AK/SK, [`signer`]) shared by every service,
+//! endpoints derived from the region and the cloud's domain as HCS lays them out (or given one
+//! by one), errors classified ([`error`]), every call reported through the cloud kit's observer.
+//! Built on `capstan-cloudkit`; the first call is IAM's project list, ECS, VPC, ELB and EVS follow.
 
+pub mod error;
 pub mod signer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use capstan_cloudkit::{ApiObserver, NoopObserver, PooledClient, sha256_hex};
+pub use capstan_runtime::secret::SecretString;
+use reqwest::{Method, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use error::{ApiFault, HcsError};
+
+/// An HCS service, by the host prefix it is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    /// Keystone v3 (`iam-apigateway-proxy.{region}.{domain}`).
+    Iam,
+    Ecs,
+    /// VPC; dedicated ELB v3 is served on this host too.
+    Vpc,
+    Evs,
+    Ims,
+}
+
+impl Service {
+    /// The key of an endpoint override, and the host prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Iam => "iam",
+            Service::Ecs => "ecs",
+            Service::Vpc => "vpc",
+            Service::Evs => "evs",
+            Service::Ims => "ims",
+        }
+    }
+
+    fn host_prefix(self) -> &'static str {
+        match self {
+            Service::Iam => "iam-apigateway-proxy",
+            other => other.name(),
+        }
+    }
+}
+
+/// Where and as whom the client calls HCS.
+#[derive(Clone)]
+pub struct HcsConfig {
+    /// The cloud's domain suffix (the credentials Secret's `externalGlobalDomain`).
+    pub global_domain: String,
+    pub region: String,
+    /// The resource space (project) ID every regional call is made in.
+    pub project_id: String,
+    pub access_key: String,
+    pub secret_key: SecretString,
+    /// `https` unless the Secret's `schema` says otherwise.
+    pub scheme: String,
+    /// Full base URLs by [`Service::name`], replacing the derived ones.
+    pub endpoints: BTreeMap<String, Url>,
+    pub ca_bundle_pem: Option<Vec<u8>>,
+    pub insecure_skip_verify: bool,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl HcsConfig {
+    pub fn new(
+        global_domain: impl Into<String>,
+        region: impl Into<String>,
+        project_id: impl Into<String>,
+        access_key: impl Into<String>,
+        secret_key: impl Into<SecretString>,
+    ) -> Self {
+        Self {
+            global_domain: global_domain.into(),
+            region: region.into(),
+            project_id: project_id.into(),
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            scheme: "https".into(),
+            endpoints: BTreeMap::new(),
+            ca_bundle_pem: None,
+            insecure_skip_verify: false,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// `{scheme}://{prefix}.{region}.{domain}/`, or the override.
+    pub fn endpoint(&self, service: Service) -> Result<Url, HcsError> {
+        if let Some(url) = self.endpoints.get(service.name()) {
+            return Ok(url.clone());
+        }
+        let url = format!(
+            "{}://{}.{}.{}/",
+            self.scheme,
+            service.host_prefix(),
+            self.region,
+            self.global_domain
+        );
+        Url::parse(&url).map_err(|e| HcsError::Config(format!("{} endpoint {url:?}: {e}", service.name())))
+    }
+}
+
+/// Secrets stay out of `Debug`.
+impl std::fmt::Debug for HcsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HcsConfig")
+            .field("global_domain", &self.global_domain)
+            .field("region", &self.region)
+            .field("project_id", &self.project_id)
+            .field("access_key", &self.access_key)
+            .field("endpoints", &self.endpoints.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct HcsClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: HcsConfig,
+    observer: Arc<dyn ApiObserver>,
+}
+
+/// A project (resource space) as IAM lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Project {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+impl HcsClient {
+    pub fn new(config: HcsConfig) -> Result<Self, HcsError> {
+        Self::with_observer(config, Arc::new(NoopObserver))
+    }
+
+    /// Like [`HcsClient::new`], reporting every API call to `observer`.
+    pub fn with_observer(config: HcsConfig, observer: Arc<dyn ApiObserver>) -> Result<Self, HcsError> {
+        let http = capstan_cloudkit::tls::http_client(&capstan_cloudkit::TlsSettings {
+            ca_bundle_pem: config.ca_bundle_pem.as_deref(),
+            insecure_skip_verify: config.insecure_skip_verify,
+            request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
+            endpoint_host: &config.global_domain,
+        })
+        .map_err(|e| HcsError::Config(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner { http, config, observer }),
+        })
+    }
+
+    pub fn config(&self) -> &HcsConfig {
+        &self.inner.config
+    }
+
+    /// The projects the credentials can see (IAM `GET /v3/projects`): what checking the
+    /// credentials of an HCSCluster costs.
+    pub async fn list_projects(&self) -> Result<Vec<Project>, HcsError> {
+        #[derive(Deserialize)]
+        struct Projects {
+            #[serde(default)]
+            projects: Vec<Project>,
+        }
+        let list: Projects = self
+            .call(
+                "list_projects",
+                Service::Iam,
+                Method::GET,
+                "v3/projects",
+                None,
+                "projects",
+            )
+            .await?;
+        Ok(list.projects)
+    }
+
+    /// One AK/SK-signed call, traced and reported under `operation`; `what` names the object
+    /// for not-found errors.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        service: Service,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<T, HcsError> {
+        let start = Instant::now();
+        let result = self.send(operation, service, method, path, body, what).await;
+        capstan_cloudkit::report(self.inner.observer.as_ref(), operation, start, &result);
+        let bytes = result?;
+        serde_json::from_slice(&bytes).map_err(|e| HcsError::Decode {
+            operation,
+            message: e.to_string(),
+        })
+    }
+
+    async fn send(
+        &self,
+        operation: &'static str,
+        service: Service,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Vec<u8>, HcsError> {
+        let cfg = &self.inner.config;
+        let url = cfg
+            .endpoint(service)?
+            .join(path)
+            .map_err(|e| HcsError::Config(format!("bad path {path:?}: {e}")))?;
+        let mut req = self
+            .inner
+            .http
+            .request(method, url)
+            .header("X-Project-Id", &cfg.project_id);
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b.to_string());
+        }
+        let mut req = req
+            .build()
+            .map_err(|source| HcsError::Transport { operation, source })?;
+        signer::sign_request(
+            &mut req,
+            &cfg.access_key,
+            cfg.secret_key.expose().as_bytes(),
+            SystemTime::now(),
+        )
+        .map_err(|source| HcsError::Sign { operation, source })?;
+        let resp = self
+            .inner
+            .http
+            .execute(req)
+            .await
+            .map_err(|source| HcsError::Transport { operation, source })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| HcsError::Transport { operation, source })?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(HcsError::from_status(operation, what, status.as_u16(), &bytes))
+        }
+    }
+}
+
+impl PooledClient for HcsClient {
+    type Config = HcsConfig;
+    type Error = HcsError;
+
+    /// Everything that makes two clients different; the secret key and CA bundle as digests.
+    fn pool_key(c: &HcsConfig) -> String {
+        sha256_hex(
+            format!(
+                "{}\0{}\0{}\0{}\0{}\0{}\0{:?}\0{:?}\0{}\0{:?}\0{:?}",
+                c.global_domain,
+                c.region,
+                c.project_id,
+                c.access_key,
+                sha256_hex(c.secret_key.expose().as_bytes()),
+                c.scheme,
+                c.endpoints,
+                c.ca_bundle_pem.as_deref().map(sha256_hex),
+                c.insecure_skip_verify,
+                c.request_timeout,
+                c.connect_timeout,
+            )
+            .as_bytes(),
+        )
+    }
+
+    fn connect(config: HcsConfig, observer: Arc<dyn ApiObserver>) -> Result<Self, HcsError> {
+        HcsClient::with_observer(config, observer)
+    }
+
+    /// AK/SK requests carry no session: nothing to end.
+    async fn logout(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_follow_the_hcs_layout_unless_overridden() {
+        let mut c = HcsConfig::new("cloud.example", "region-a", "p1", "AK", "SK");
+        assert_eq!(
+            c.endpoint(Service::Ecs).unwrap().as_str(),
+            "https://ecs.region-a.cloud.example/"
+        );
+        assert_eq!(
+            c.endpoint(Service::Iam).unwrap().as_str(),
+            "https://iam-apigateway-proxy.region-a.cloud.example/"
+        );
+        c.endpoints
+            .insert("vpc".into(), Url::parse("https://10.0.0.5:8443/").unwrap());
+        assert_eq!(c.endpoint(Service::Vpc).unwrap().as_str(), "https://10.0.0.5:8443/");
+        assert!(!format!("{c:?}").contains("SK\""), "{c:?}");
+    }
+}
