@@ -1,5 +1,6 @@
-//! `capstan sim dcs`: the VRM simulator as a process, for demos and for trying the DCS provider
-//! without a FusionCompute installation. Built with the `sim` feature.
+//! `capstan sim dcs|hcs`: a cloud simulator as a process, for demos and for trying a provider
+//! without the cloud. Built with the `sim` feature. Each prints `url=<endpoint>` first, then the
+//! CA's PEM unless `--ca-file` takes it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +19,35 @@ pub struct SimArgs {
 pub enum SimCloud {
     /// Huawei DCS (FusionCompute VRM REST API) over HTTPS with its own CA.
     Dcs(DcsSimArgs),
+    /// Huawei Cloud Stack over HTTPS with its own CA (so far IAM: Keystone v3 password tokens and
+    /// AK/SK verification).
+    Hcs(HcsSimArgs),
+}
+
+#[derive(clap::Args)]
+pub struct HcsSimArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub bind: SocketAddr,
+    /// Where to write the PEM of the CA that signed the server certificate.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// The access key the simulator accepts.
+    #[arg(long, default_value = "SIMACCESSKEY0000001")]
+    pub access_key: String,
+    /// Its secret key (env `CAPSTAN_SIM_SECRET_KEY`).
+    #[arg(
+        long,
+        env = "CAPSTAN_SIM_SECRET_KEY",
+        hide_default_value = true,
+        default_value = "sim-secret-key-0000000000000000000000001"
+    )]
+    pub secret_key: String,
+    /// The project (resource space) ID and region it serves.
+    #[arg(long, default_value = "0b1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e")]
+    pub project_id: String,
+    #[arg(long, default_value = "sim-region-1")]
+    pub region: String,
 }
 
 #[derive(clap::Args)]
@@ -78,7 +108,30 @@ pub enum GuestEmulation {
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    let SimCloud::Dcs(args) = args.cloud;
+    match args.cloud {
+        SimCloud::Dcs(args) => run_dcs(args).await,
+        SimCloud::Hcs(args) => run_hcs(args).await,
+    }
+}
+
+async fn run_hcs(args: HcsSimArgs) -> anyhow::Result<()> {
+    let config = capstan_sim_hcs::SimConfig {
+        bind: args.bind,
+        access_key: args.access_key,
+        secret_key: args.secret_key,
+        project_id: args.project_id,
+        region: args.region,
+        ..capstan_sim_hcs::SimConfig::default()
+    };
+    let sim = capstan_sim_hcs::Simulator::start(config)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    announce(sim.url(), sim.ca_pem(), args.ca_file.as_deref())?;
+    shutdown_signal().await;
+    Ok(())
+}
+
+async fn run_dcs(args: DcsSimArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let guests = match args.guest_emulation {
         GuestEmulation::Off => None,
@@ -117,17 +170,22 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let sim = Simulator::start(config)
         .await
         .with_context(|| format!("cannot listen on {} and {}", args.bind, args.host_bind))?;
-    if let Some(path) = &args.ca_file {
-        std::fs::write(path, sim.ca_pem()).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    // One line a script can read: where to point a DCSCluster's credentials secret.
-    println!("url={}", sim.url());
-    if args.ca_file.is_none() {
-        print!("{}", sim.ca_pem());
-    }
-    use std::io::Write;
-    std::io::stdout().flush()?;
+    announce(sim.url(), sim.ca_pem(), args.ca_file.as_deref())?;
     shutdown_signal().await;
+    Ok(())
+}
+
+/// One line a script can read (where to point the credentials), then the CA unless a file takes it.
+fn announce(url: &impl std::fmt::Display, ca_pem: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(path) = ca_file {
+        std::fs::write(path, ca_pem).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("url={url}");
+    if ca_file.is_none() {
+        print!("{ca_pem}");
+    }
+    std::io::stdout().flush()?;
     Ok(())
 }
 

@@ -180,3 +180,72 @@ async fn dcs_simulator_boots_guests_after_boot_seconds() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+/// `capstan sim hcs`: the HCS simulator as a process; the HCS client signs its calls with the
+/// access key and the secret key from `CAPSTAN_SIM_SECRET_KEY`, over TLS verified with the CA
+/// file, and a wrong secret is refused; SIGTERM stops it cleanly.
+#[tokio::test]
+async fn hcs_simulator_serves_signed_calls_and_stops_on_sigterm() {
+    use capstan_hcs::client::{HcsClient, HcsConfig, HcsError};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args([
+            "sim",
+            "hcs",
+            "--bind",
+            "127.0.0.1:0",
+            "--access-key",
+            "TESTAK",
+            "--project-id",
+            "p-1",
+        ])
+        .arg("--ca-file")
+        .arg(&ca_file)
+        .env("CAPSTAN_SIM_SECRET_KEY", "test-secret-key")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let url: reqwest::Url = line.trim().strip_prefix("url=").unwrap().parse().unwrap();
+    let config = |secret: &str| {
+        let mut c = HcsConfig::new("sim.invalid", "sim-region-1", "p-1", "TESTAK", secret);
+        c.endpoints.insert("iam".into(), url.clone());
+        c.ca_bundle_pem = Some(std::fs::read(&ca_file).unwrap());
+        c
+    };
+    let projects = HcsClient::new(config("test-secret-key"))
+        .unwrap()
+        .list_projects()
+        .await
+        .unwrap();
+    assert_eq!(projects[0].id, "p-1");
+    let err = HcsClient::new(config("wrong"))
+        .unwrap()
+        .list_projects()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HcsError::Auth { .. }), "{err:?}");
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
