@@ -1,5 +1,5 @@
-//! `capstan sim dcs` runs the VRM simulator as a process a DCS client can log in to over verified
-//! TLS, and stops cleanly on SIGTERM.
+//! `capstan sim dcs|hcs` run the simulators as processes their clients reach over verified TLS,
+//! and stop cleanly on SIGTERM.
 
 #![cfg(feature = "sim")]
 
@@ -9,25 +9,18 @@ use std::time::{Duration, Instant};
 
 use capstan_dcs::{DcsClient, DcsConfig};
 
-/// Starts `capstan sim dcs` with `extra` flags; returns the child, a logged-in client's config
-/// and the CA file's directory.
-async fn start_sim(extra: &[&str], user: &str) -> (std::process::Child, DcsConfig, tempfile::TempDir) {
+/// Starts `capstan sim <args…> --ca-file <dir>/ca.pem` with `env`; returns the child, the URL it
+/// printed first, the CA's PEM and the directory.
+async fn spawn_sim(args: &[&str], env: (&str, &str)) -> (std::process::Child, String, Vec<u8>, tempfile::TempDir) {
     capstan_runtime::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args([
-            "sim",
-            "dcs",
-            "--bind",
-            "127.0.0.1:0",
-            "--host-bind",
-            "127.0.0.2:0",
-            "--ca-file",
-        ])
+        .arg("sim")
+        .args(args)
+        .arg("--ca-file")
         .arg(&ca_file)
-        .args(extra)
-        .env("CAPSTAN_SIM_PASSWORD", "Another-Passw0rd")
+        .env(env.0, env.1)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -43,20 +36,14 @@ async fn start_sim(extra: &[&str], user: &str) -> (std::process::Child, DcsConfi
     let url = line
         .trim()
         .strip_prefix("url=")
-        .unwrap_or_else(|| panic!("first line: {line:?}"));
-
-    let mut config = DcsConfig::new(url.parse().unwrap(), user, "Another-Passw0rd");
-    config.ca_bundle_pem = Some(std::fs::read(&ca_file).unwrap());
-    (child, config, dir)
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_string();
+    let ca = std::fs::read(&ca_file).unwrap();
+    (child, url, ca, dir)
 }
 
-#[tokio::test]
-async fn dcs_simulator_serves_a_client_and_stops_on_sigterm() {
-    let (mut child, config, _dir) = start_sim(&[], "capstan").await;
-    let client = DcsClient::new(config).unwrap();
-    let template = client.find_template("ubuntu-2204-tmpl").await.unwrap();
-    assert!(template.urn.contains(":vms:"), "{template:?}");
-
+/// SIGTERM, then the process must exit successfully within 10 s.
+async fn stops_on_sigterm(mut child: std::process::Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let started = Instant::now();
     let status = loop {
@@ -70,6 +57,26 @@ async fn dcs_simulator_serves_a_client_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// Starts `capstan sim dcs` with `extra` flags; returns the child, a logged-in client's config
+/// and the CA file's directory.
+async fn start_sim(extra: &[&str], user: &str) -> (std::process::Child, DcsConfig, tempfile::TempDir) {
+    let mut args = vec!["dcs", "--bind", "127.0.0.1:0", "--host-bind", "127.0.0.2:0"];
+    args.extend_from_slice(extra);
+    let (child, url, ca, dir) = spawn_sim(&args, ("CAPSTAN_SIM_PASSWORD", "Another-Passw0rd")).await;
+    let mut config = DcsConfig::new(url.parse().unwrap(), user, "Another-Passw0rd");
+    config.ca_bundle_pem = Some(ca);
+    (child, config, dir)
+}
+
+#[tokio::test]
+async fn dcs_simulator_serves_a_client_and_stops_on_sigterm() {
+    let (child, config, _dir) = start_sim(&[], "capstan").await;
+    let client = DcsClient::new(config).unwrap();
+    let template = client.find_template("ubuntu-2204-tmpl").await.unwrap();
+    assert!(template.urn.contains(":vms:"), "{template:?}");
+    stops_on_sigterm(child).await;
 }
 
 /// README `sim dcs` flags: `--user`, `--clone-seconds` (a clone task runs that long) and
@@ -187,11 +194,8 @@ async fn dcs_simulator_boots_guests_after_boot_seconds() {
 #[tokio::test]
 async fn hcs_simulator_serves_signed_calls_and_stops_on_sigterm() {
     use capstan_hcs::client::{HcsClient, HcsConfig, HcsError};
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args([
-            "sim",
+    let (child, url, ca, _dir) = spawn_sim(
+        &[
             "hcs",
             "--bind",
             "127.0.0.1:0",
@@ -199,27 +203,15 @@ async fn hcs_simulator_serves_signed_calls_and_stops_on_sigterm() {
             "TESTAK",
             "--project-id",
             "p-1",
-        ])
-        .arg("--ca-file")
-        .arg(&ca_file)
-        .env("CAPSTAN_SIM_SECRET_KEY", "test-secret-key")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let url: reqwest::Url = line.trim().strip_prefix("url=").unwrap().parse().unwrap();
+        ],
+        ("CAPSTAN_SIM_SECRET_KEY", "test-secret-key"),
+    )
+    .await;
+    let url: reqwest::Url = url.parse().unwrap();
     let config = |secret: &str| {
         let mut c = HcsConfig::new("sim.invalid", "sim-region-1", "p-1", "TESTAK", secret);
         c.endpoints.insert("iam".into(), url.clone());
-        c.ca_bundle_pem = Some(std::fs::read(&ca_file).unwrap());
+        c.ca_bundle_pem = Some(ca.clone());
         c
     };
     let projects = HcsClient::new(config("test-secret-key"))
@@ -234,18 +226,5 @@ async fn hcs_simulator_serves_signed_calls_and_stops_on_sigterm() {
         .await
         .unwrap_err();
     assert!(matches!(err, HcsError::Auth { .. }), "{err:?}");
-
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "still running after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "{status:?}");
+    stops_on_sigterm(child).await;
 }
