@@ -23,6 +23,15 @@ pub enum Status {
 }
 
 impl Status {
+    /// A condition's `status` string; anything but `True`/`False` is `Unknown`, as upstream reads it.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "True" => Status::True,
+            "False" => Status::False,
+            _ => Status::Unknown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::True => "True",

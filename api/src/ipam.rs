@@ -96,10 +96,3 @@ pub struct IPAddressSpec {
     #[schemars(skip)]
     pub unknown: Unknown,
 }
-
-impl ContractVersionedObjectReference {
-    /// Whether this reference names the kind `K` (any version of its group).
-    pub fn is_kind<K: kube::Resource<DynamicType = ()>>(&self) -> bool {
-        self.api_group == K::group(&()) && self.kind == K::kind(&())
-    }
-}

@@ -122,11 +122,7 @@ async fn reconcile(cluster: &Cluster, ctx: &Ctx) -> Result<Action, Error> {
                         .cloned();
                     let (st, reason, message) = match (&ready, infra_provisioned) {
                         (Some(c), _) => (
-                            match c["status"].as_str() {
-                                Some("True") => Status::True,
-                                Some("False") => Status::False,
-                                _ => Status::Unknown,
-                            },
+                            Status::parse(c["status"].as_str().unwrap_or_default()),
                             c["reason"].as_str().unwrap_or("Ready").to_string(),
                             c["message"].as_str().unwrap_or_default().to_string(),
                         ),

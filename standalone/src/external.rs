@@ -87,11 +87,7 @@ pub fn ready_condition(obj: &DynamicObject) -> Option<(capstan_api::conditions::
         .as_array()?
         .iter()
         .find(|c| c["type"] == "Ready")?;
-    let status = match c["status"].as_str() {
-        Some("True") => Status::True,
-        Some("False") => Status::False,
-        _ => Status::Unknown,
-    };
+    let status = Status::parse(c["status"].as_str().unwrap_or_default());
     Some((
         status,
         c["reason"].as_str().unwrap_or("NoReasonReported").to_string(),

@@ -362,11 +362,7 @@ async fn reconcile_node(
                 .as_ref()
                 .and_then(|s| conditions::get(&s.conditions, NODE_HEALTHY))
         {
-            let st = match last.status.as_str() {
-                "True" => Status::True,
-                "False" => Status::False,
-                _ => Status::Unknown,
-            };
+            let st = Status::parse(&last.status);
             return Dependent {
                 ready: st == Status::True,
                 condition: NewCondition::new(NODE_HEALTHY, st, &last.reason, last.message.clone()),

@@ -31,6 +31,11 @@ impl ContractVersionedObjectReference {
             name: name.into(),
         }
     }
+
+    /// Whether this reference names the kind `K` (any version of its group).
+    pub fn is_kind<K: kube::Resource<DynamicType = ()>>(&self) -> bool {
+        self.api_group == K::group(&()) && self.kind == K::kind(&())
+    }
 }
 
 /// `host:port` of an API server.

@@ -15,5 +15,10 @@ pub use tls::{TlsError, TlsSettings};
 /// Lowercase hex SHA-256, for pool keys (secrets enter a key only as a digest).
 pub fn sha256_hex(input: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(input).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&sha2::Sha256::digest(input))
+}
+
+/// Lowercase hex of `bytes`, as cloud signatures and digests are written.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

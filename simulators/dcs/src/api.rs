@@ -966,8 +966,5 @@ fn urn_to_uri(urn: &str) -> String {
 /// VRM's `Sha256` password encoding: lowercase hex of the digest.
 fn sha256_hex(input: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(input.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    capstan_simkit::hex(&sha2::Sha256::digest(input.as_bytes()))
 }

@@ -3,6 +3,7 @@
 //! constant time. Independent of the client's signer on purpose.
 
 use axum::http::{HeaderMap, Uri};
+use capstan_simkit::hex;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -139,10 +140,6 @@ fn encode(s: &str) -> String {
         }
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

@@ -5,6 +5,12 @@
 
 pub mod tls;
 
+/// Lowercase hex of `bytes` (digests and signatures as clouds write them). The simulators' own,
+/// not the clients'.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 //! (the Huawei SDKs exist for Go, Java and Python only); it is a few pure functions, checked
 //! byte for byte against the Go SDK's own test vectors.
 
+use capstan_cloudkit::hex;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -181,10 +182,6 @@ fn escape(s: &str) -> String {
         .remove(b'.')
         .remove(b'~');
     percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
