@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use capstan_api::conditions::{self, NewCondition};
 use capstan_api::contract::{is_externally_managed, is_paused};
+use capstan_api::core::Cluster;
 use capstan_runtime::finalizer;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::object::{HasSpec, HasStatus};
@@ -17,7 +18,7 @@ use crate::credentials::Credentials;
 use crate::machine::{Error, finalizer_name};
 use crate::provider::*;
 use crate::reasons::*;
-use crate::status::{InfraClusterStatus, Initialization};
+use crate::status::{InfraClusterStatus, Initialization, put_resources, take_resources};
 
 pub async fn reconcile<P>(obj: Arc<P::Cluster>, ctx: Arc<Ctx<P>>) -> Result<Action, Error>
 where
@@ -46,30 +47,7 @@ where
         if !c.finalizers().contains(&fin) {
             return Ok(Action::await_change());
         }
-        let result = match Credentials::read(&ctx.client, &ns, c.spec().credentials_secret()).await {
-            Ok(creds) => ctx
-                .provider
-                .delete_cluster_infra(c, &creds)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        return match result {
-            Ok(()) => {
-                finalizer::remove(&api, c, &fin, &ctx.field_manager).await?;
-                info!("cluster infrastructure deleted");
-                Ok(Action::await_change())
-            }
-            Err(message) => {
-                conditions::set(
-                    &mut status.conditions,
-                    NewCondition::falsy(READY, DELETION_FAILED, message),
-                    generation,
-                );
-                write_status::<P>(&ctx, &api, c, status).await?;
-                Ok(Action::requeue(ctx.backoff.next_delay(&key)))
-            }
-        };
+        return delete::<P>(&ctx, &api, c, cluster.as_ref(), status).await;
     }
     let (Some(_), Some(cluster)) = (owner, cluster) else {
         conditions::set(
@@ -114,59 +92,141 @@ where
         // Not fatal for provisioning; retried on the next pass.
         warn!(error = %e, "could not add the owner reference and move label to the credentials Secret");
     }
-    match ctx.provider.ensure_cluster_infra(c, &creds).await {
-        Ok(infra) => {
-            if let Some(ep) = infra.control_plane_endpoint.filter(|e| e.is_valid())
-                && c.spec().control_plane_endpoint() != Some(&ep)
-            {
-                let patch = json!({"spec": {"controlPlaneEndpoint": ep}});
-                api.patch(&c.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-            }
-            status.failure_domains = Some(infra.failure_domains).filter(|f| !f.is_empty());
-            status.initialization = Some(Initialization {
-                provisioned: Some(true),
-            });
-            status.ready = Some(true);
-            conditions::set(
-                &mut status.conditions,
-                NewCondition::truthy(CLOUD_AVAILABLE, CLOUD_AVAILABLE),
-                generation,
-            );
-            conditions::set(&mut status.conditions, NewCondition::truthy(READY, READY), generation);
+    let scope = ClusterScope::<P> {
+        infra: c,
+        cluster: Some(&cluster),
+        credentials: &creds,
+    };
+    let mut resources = take_resources(&mut status.resources);
+    let result = ctx.provider.ensure_cluster_infra(&scope, &mut resources).await;
+    put_resources(&mut status.resources, resources);
+    let delay = match result {
+        Ok(ClusterProgress::Ready(infra)) => {
+            ready::<P>(&api, c, &mut status, infra).await?;
             ctx.backoff.reset(&key);
-            write_status::<P>(&ctx, &api, c, status).await?;
-            Ok(Action::requeue(ctx.resync_interval))
+            ctx.resync_interval
+        }
+        Ok(ClusterProgress::Pending(message)) => {
+            info!(%message, "cluster infrastructure being built");
+            for condition in [CLOUD_AVAILABLE, READY] {
+                conditions::set(
+                    &mut status.conditions,
+                    NewCondition::falsy(condition, PROVISIONING, message.clone()),
+                    generation,
+                );
+            }
+            ctx.backoff.reset(&key);
+            ctx.poll_interval
         }
         Err(e) => {
             let message = e.to_string();
             warn!(error = %message, retryable = e.is_retryable(), "cluster infrastructure not ready");
-            conditions::set(
-                &mut status.conditions,
-                NewCondition::falsy(CLOUD_AVAILABLE, e.reason(), message.clone()),
-                generation,
-            );
-            conditions::set(
-                &mut status.conditions,
-                NewCondition::falsy(READY, e.reason(), message),
-                generation,
-            );
-            write_status::<P>(&ctx, &api, c, status).await?;
-            let delay = if e.is_retryable() {
+            for condition in [CLOUD_AVAILABLE, READY] {
+                conditions::set(
+                    &mut status.conditions,
+                    NewCondition::falsy(condition, e.reason(), message.clone()),
+                    generation,
+                );
+            }
+            if e.is_retryable() {
                 ctx.backoff.next_delay(&key)
             } else {
                 ctx.resync_interval
-            };
-            Ok(Action::requeue(delay))
+            }
         }
+    };
+    write_status::<P>(&ctx, &api, c, status).await?;
+    Ok(Action::requeue(delay))
+}
+
+/// Records infrastructure that is up: the endpoint it made (into the spec, the contract's
+/// place for it), the failure domains, and provisioned.
+async fn ready<P: InfraProvider>(
+    api: &Api<P::Cluster>,
+    c: &P::Cluster,
+    status: &mut InfraClusterStatus<P::ClusterResources>,
+    infra: ClusterInfra,
+) -> Result<(), kube::Error>
+where
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let generation = c.meta().generation;
+    if let Some(ep) = infra.control_plane_endpoint.filter(|e| e.is_valid())
+        && c.spec().control_plane_endpoint() != Some(&ep)
+    {
+        let patch = json!({"spec": {"controlPlaneEndpoint": ep}});
+        api.patch(&c.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
+    status.failure_domains = Some(infra.failure_domains).filter(|f| !f.is_empty());
+    status.initialization = Some(Initialization {
+        provisioned: Some(true),
+    });
+    status.ready = Some(true);
+    conditions::set(
+        &mut status.conditions,
+        NewCondition::truthy(CLOUD_AVAILABLE, CLOUD_AVAILABLE),
+        generation,
+    );
+    conditions::set(&mut status.conditions, NewCondition::truthy(READY, READY), generation);
+    Ok(())
+}
+
+/// Deletion: the provider removes what it built (possibly over several passes), then the
+/// finalizer goes.
+async fn delete<P>(
+    ctx: &Ctx<P>,
+    api: &Api<P::Cluster>,
+    c: &P::Cluster,
+    cluster: Option<&Cluster>,
+    mut status: InfraClusterStatus<P::ClusterResources>,
+) -> Result<Action, Error>
+where
+    P: InfraProvider,
+    <P::Cluster as HasSpec>::Spec: InfraClusterSpec,
+{
+    let ns = c.namespace().unwrap_or_default();
+    let generation = c.meta().generation;
+    let key = capstan_runtime::backoff::ObjectKey::of(c);
+    let mut resources = take_resources(&mut status.resources);
+    let result = match Credentials::read(&ctx.client, &ns, c.spec().credentials_secret()).await {
+        Ok(creds) => {
+            let scope = ClusterScope::<P> {
+                infra: c,
+                cluster,
+                credentials: &creds,
+            };
+            ctx.provider
+                .delete_cluster_infra(&scope, &mut resources)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    put_resources(&mut status.resources, resources);
+    let (reason, message, delay) = match result {
+        Ok(Removal::Done) => {
+            finalizer::remove(api, c, &finalizer_name::<P::Cluster>(), &ctx.field_manager).await?;
+            info!("cluster infrastructure deleted");
+            return Ok(Action::await_change());
+        }
+        Ok(Removal::InProgress(message)) => (DELETING, message, ctx.poll_interval),
+        Err(message) => (DELETION_FAILED, message, ctx.backoff.next_delay(&key)),
+    };
+    conditions::set(
+        &mut status.conditions,
+        NewCondition::falsy(READY, reason, message),
+        generation,
+    );
+    write_status::<P>(ctx, api, c, status).await?;
+    Ok(Action::requeue(delay))
 }
 
 async fn write_status<P: InfraProvider>(
     ctx: &Ctx<P>,
     api: &Api<P::Cluster>,
     c: &P::Cluster,
-    status: InfraClusterStatus,
+    status: InfraClusterStatus<P::ClusterResources>,
 ) -> Result<(), kube::Error> {
     if c.status() == Some(&status) {
         return Ok(());

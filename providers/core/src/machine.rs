@@ -22,7 +22,12 @@ use crate::context::Ctx;
 use crate::credentials::Credentials;
 use crate::provider::*;
 use crate::reasons::*;
-use crate::status::{InfraMachineStatus, Initialization, OperationKind, PendingOperation};
+use crate::status::{
+    InfraMachineStatus, Initialization, OperationKind, PendingOperation, put_resources, take_resources,
+};
+
+/// The status of provider `P`'s InfraMachine kind.
+type MachineStatus<P> = InfraMachineStatus<<P as InfraProvider>::MachineResources>;
 
 /// Why a reconcile failed; the controller backs off per object and retries.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +50,8 @@ pub fn finalizer_name<K: Resource<DynamicType = ()>>() -> String {
 }
 
 /// Outcome of one pass: the status to write and when to come back.
-struct Step {
-    status: InfraMachineStatus,
+struct Step<P: InfraProvider> {
+    status: MachineStatus<P>,
     requeue: Option<Duration>,
     /// `spec.providerID` to set, written after the status so that any reconcile the spec write
     /// triggers already sees the operation now in flight.
@@ -56,8 +61,8 @@ struct Step {
     failed: bool,
 }
 
-impl Step {
-    fn new(status: InfraMachineStatus, requeue: Option<Duration>) -> Self {
+impl<P: InfraProvider> Step<P> {
+    fn new(status: MachineStatus<P>, requeue: Option<Duration>) -> Self {
         Self {
             status,
             requeue,
@@ -66,7 +71,7 @@ impl Step {
         }
     }
 
-    fn failed(status: InfraMachineStatus, requeue: Duration) -> Self {
+    fn failed(status: MachineStatus<P>, requeue: Duration) -> Self {
         Self {
             status,
             requeue: Some(requeue),
@@ -127,7 +132,7 @@ where
     };
 
     if m.meta().deletion_timestamp.is_some() {
-        return delete::<P>(&ctx, &api, m, cluster.as_ref(), status).await;
+        return delete::<P>(&ctx, &api, m, machine.as_ref(), cluster.as_ref(), status).await;
     }
     let (Some(machine), Some(cluster)) = (machine, cluster) else {
         return Ok(Action::requeue(ctx.poll_interval * 5));
@@ -158,7 +163,12 @@ where
         .unwrap_or_else(|| Action::requeue(ctx.resync_interval)))
 }
 
-fn waiting(status: &mut InfraMachineStatus, reason: &str, message: impl Into<String>, generation: Option<i64>) {
+fn waiting<R: crate::status::CloudResources>(
+    status: &mut InfraMachineStatus<R>,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) {
     let message = message.into();
     conditions::set(
         &mut status.conditions,
@@ -269,8 +279,8 @@ async fn provision<P>(
     m: &P::Machine,
     machine: &Machine,
     cluster: &Cluster,
-    mut status: InfraMachineStatus,
-) -> Result<Step, Error>
+    mut status: MachineStatus<P>,
+) -> Result<Step<P>, Error>
 where
     P: InfraProvider,
     <P::Machine as HasSpec>::Spec: InfraMachineSpec,
@@ -396,19 +406,19 @@ where
 }
 
 /// What polling the operation in flight (if any) left to do.
-enum Polled {
+enum Polled<P: InfraProvider> {
     /// Nothing in flight (any more): go on with this status.
-    Done(InfraMachineStatus),
+    Done(MachineStatus<P>),
     /// Still running, failed or timed out: this is the pass's outcome.
-    Wait(Step),
+    Wait(Step<P>),
 }
 
 async fn poll_in_flight<P>(
     ctx: &Ctx<P>,
     m: &P::Machine,
     scope: &MachineScope<'_, P>,
-    mut status: InfraMachineStatus,
-) -> Result<Polled, Error>
+    mut status: MachineStatus<P>,
+) -> Result<Polled<P>, Error>
 where
     P: InfraProvider,
 {
@@ -460,9 +470,9 @@ async fn running_or_starting<P>(
     m: &P::Machine,
     scope: &MachineScope<'_, P>,
     instance: &Instance,
-    mut status: InfraMachineStatus,
+    mut status: MachineStatus<P>,
     secret_name: &str,
-) -> Result<Step, Error>
+) -> Result<Step<P>, Error>
 where
     P: InfraProvider,
     <P::Machine as HasSpec>::Spec: InfraMachineSpec,
@@ -526,9 +536,9 @@ async fn running<P>(
     m: &P::Machine,
     scope: &MachineScope<'_, P>,
     instance: &Instance,
-    mut status: InfraMachineStatus,
+    mut status: MachineStatus<P>,
     was_provisioned: bool,
-) -> Result<Step, Error>
+) -> Result<Step<P>, Error>
 where
     P: InfraProvider,
 {
@@ -554,6 +564,9 @@ where
         )
         .await;
     }
+    if let Err(delay) = attach(ctx, m, scope, instance, &mut status).await {
+        return Ok(Step::failed(status, delay));
+    }
     match clean_up_bootstrap(ctx, m, scope, instance, &mut status).await {
         Ok(None) => {}
         Ok(Some(again)) => return Ok(Step::new(status, Some(again))),
@@ -564,16 +577,51 @@ where
     Ok(Step::new(status, None))
 }
 
+/// Runs the provider's attachments hook, recording the outcome in `AttachmentsReady` when the
+/// provider has anything to attach; `Err` carries the backoff before the next attempt.
+async fn attach<P: InfraProvider>(
+    ctx: &Ctx<P>,
+    m: &P::Machine,
+    scope: &MachineScope<'_, P>,
+    instance: &Instance,
+    status: &mut MachineStatus<P>,
+) -> Result<(), Duration> {
+    let mut resources = take_resources(&mut status.resources);
+    let result = ctx.provider.ensure_attachments(scope, instance, &mut resources).await;
+    put_resources(&mut status.resources, resources);
+    let generation = m.meta().generation;
+    match result {
+        Ok(Attachment::NotApplicable) => Ok(()),
+        Ok(Attachment::Attached) => {
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::truthy(ATTACHMENTS_READY, ATTACHED),
+                generation,
+            );
+            Ok(())
+        }
+        Err(e) => {
+            warn!(error = %e, retryable = e.is_retryable(), "attaching the instance failed");
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(ATTACHMENTS_READY, e.reason(), e.to_string()),
+                generation,
+            );
+            Err(ctx.backoff.next_delay(&ObjectKey::of(m)))
+        }
+    }
+}
+
 /// The instance is stopped: its first boot gets the bootstrap data, any later one does not.
 async fn start<P>(
     ctx: &Ctx<P>,
     m: &P::Machine,
     scope: &MachineScope<'_, P>,
     instance: &Instance,
-    mut status: InfraMachineStatus,
+    mut status: MachineStatus<P>,
     secret_name: &str,
     was_provisioned: bool,
-) -> Result<Step, Error>
+) -> Result<Step<P>, Error>
 where
     P: InfraProvider,
 {
@@ -611,7 +659,7 @@ async fn clean_up_bootstrap<P>(
     m: &P::Machine,
     scope: &MachineScope<'_, P>,
     instance: &Instance,
-    status: &mut InfraMachineStatus,
+    status: &mut MachineStatus<P>,
 ) -> Result<Option<Duration>, Duration>
 where
     P: InfraProvider,
@@ -625,6 +673,14 @@ where
             conditions::set(
                 &mut status.conditions,
                 NewCondition::truthy(BOOTSTRAP_DATA_CLEANED_UP, CLEANED_UP),
+                generation,
+            );
+            Ok(None)
+        }
+        Ok(Cleanup::Impossible(message)) => {
+            conditions::set(
+                &mut status.conditions,
+                NewCondition::falsy(BOOTSTRAP_DATA_CLEANED_UP, BOOTSTRAP_DATA_RETAINED, message),
                 generation,
             );
             Ok(None)
@@ -654,7 +710,7 @@ where
 async fn cleanup_failed<P>(
     ctx: &Ctx<P>,
     m: &P::Machine,
-    status: &mut InfraMachineStatus,
+    status: &mut MachineStatus<P>,
     cause: impl std::fmt::Display,
 ) -> Duration
 where
@@ -679,9 +735,9 @@ where
 fn cloud_failure<P: InfraProvider, K: Resource<DynamicType = ()>>(
     ctx: &Ctx<P>,
     m: &K,
-    mut status: InfraMachineStatus,
+    mut status: MachineStatus<P>,
     e: impl CloudError,
-) -> Result<Step, Error> {
+) -> Result<Step<P>, Error> {
     let generation = m.meta().generation;
     let (retryable, message) = (e.is_retryable(), e.to_string());
     let reason = match e.reason() {
@@ -702,8 +758,9 @@ async fn delete<P>(
     ctx: &Ctx<P>,
     api: &Api<P::Machine>,
     m: &P::Machine,
+    machine: Option<&Machine>,
     cluster: Option<&Cluster>,
-    mut status: InfraMachineStatus,
+    mut status: MachineStatus<P>,
 ) -> Result<Action, Error>
 where
     P: InfraProvider,
@@ -716,7 +773,7 @@ where
         return Ok(Action::await_change());
     }
     let ns = m.namespace().unwrap_or_default();
-    let fail = |status: &mut InfraMachineStatus, message: String| {
+    let fail = |status: &mut MachineStatus<P>, message: String| {
         conditions::set(
             &mut status.conditions,
             NewCondition::new(conditions::DELETING, Status::True, DELETION_FAILED, message.clone()),
@@ -752,8 +809,16 @@ where
         credentials: &credentials,
         identity: identity(m, cluster),
         known_instance: status.instance_id.clone(),
-        failure_domain: None,
-        control_plane: false,
+        // What the machine was, for providers that must undo attachments first: the Machine
+        // says while it exists, the InfraMachine's own record after.
+        failure_domain: status
+            .failure_domain
+            .clone()
+            .or_else(|| machine.and_then(|mc| mc.spec.failure_domain.clone())),
+        control_plane: machine.map_or_else(
+            || m.labels().contains_key(capstan_api::contract::LABEL_CONTROL_PLANE),
+            Machine::is_control_plane,
+        ),
     };
     let provider = ctx.provider.as_ref();
     if let Some(op) = status.operation.clone() {
@@ -790,6 +855,19 @@ where
             return Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))));
         }
     };
+    match release(ctx, &scope, instance.as_ref(), &mut status).await {
+        Ok(Removal::Done) => {}
+        Ok(Removal::InProgress(message)) => {
+            info!(%message, "releasing the instance's attachments");
+            write_status::<P>(ctx, api, m, status).await?;
+            return Ok(Action::requeue(ctx.poll_interval));
+        }
+        Err(e) => {
+            fail(&mut status, e.to_string());
+            write_status::<P>(ctx, api, m, status).await?;
+            return Ok(Action::requeue(ctx.backoff.next_delay(&ObjectKey::of(m))));
+        }
+    }
     let Some(instance) = instance else {
         if let Err(e) = provider.after_deleted(&scope).await {
             fail(&mut status, e.to_string());
@@ -831,12 +909,25 @@ where
     }
 }
 
+/// The provider's release of attachments, with its record taken from and put back in status.
+async fn release<P: InfraProvider>(
+    ctx: &Ctx<P>,
+    scope: &MachineScope<'_, P>,
+    instance: Option<&Instance>,
+    status: &mut MachineStatus<P>,
+) -> Result<Removal, P::Error> {
+    let mut resources = take_resources(&mut status.resources);
+    let result = ctx.provider.release_attachments(scope, instance, &mut resources).await;
+    put_resources(&mut status.resources, resources);
+    result
+}
+
 /// Server-side applies the whole status (the core owns all of it), only when it changed.
 pub(crate) async fn write_status<P: InfraProvider>(
     ctx: &Ctx<P>,
     api: &Api<P::Machine>,
     m: &P::Machine,
-    status: InfraMachineStatus,
+    status: MachineStatus<P>,
 ) -> Result<(), kube::Error> {
     if m.status() == Some(&status) {
         return Ok(());

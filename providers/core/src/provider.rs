@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use capstan_api::core::{ApiEndpoint, FailureDomain, MachineAddress};
+use capstan_api::core::{ApiEndpoint, Cluster, FailureDomain, MachineAddress};
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
 use kube::core::object::{HasSpec, HasStatus};
@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::credentials::Credentials;
-use crate::status::{InfraClusterStatus, InfraMachineStatus, PendingOperation};
+use crate::status::{CloudResources, InfraClusterStatus, InfraMachineStatus, PendingOperation};
 
 /// The Kubernetes side of a provider's kind: a namespaced custom resource whose status is owned
 /// by the core.
@@ -149,6 +149,9 @@ pub enum Cleanup {
     InProgress,
     /// A long-running step started (a detach task): the core polls it, then calls again.
     Started(Operation),
+    /// The cloud keeps the bootstrap data with the instance and offers no way to remove it
+    /// (ECS `user_data`); the message says so, and the condition stays false rather than lie.
+    Impossible(String),
 }
 
 /// Why an instance is being started.
@@ -167,6 +170,52 @@ pub struct ClusterInfra {
     /// An endpoint the provider created (a load balancer); `None` keeps the user's.
     pub control_plane_endpoint: Option<ApiEndpoint>,
     pub failure_domains: Vec<FailureDomain>,
+}
+
+/// Where bringing cluster infrastructure up stands. Building a load balancer takes the cloud a
+/// while: that is progress to report and poll, not an error to back off from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterProgress {
+    Ready(ClusterInfra),
+    /// Still being built; the message says what is awaited. The core polls again shortly.
+    Pending(String),
+}
+
+/// Where removing something stands, when the cloud does it asynchronously.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Done,
+    /// Under way (a load balancer being deleted, a member draining): call again.
+    InProgress(String),
+}
+
+/// What the attachments hook found for a running instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// This machine is attached to nothing (a worker behind no load balancer, a cloud without
+    /// one): no `AttachmentsReady` condition.
+    NotApplicable,
+    /// Everything it belongs to has it.
+    Attached,
+}
+
+/// Everything about one InfraCluster a provider may need.
+pub struct ClusterScope<'a, P: InfraProvider + ?Sized> {
+    pub infra: &'a P::Cluster,
+    /// The owner Cluster (`spec.clusterNetwork.apiServerPort` is the listener port). On deletion
+    /// it may already be gone.
+    pub cluster: Option<&'a Cluster>,
+    pub credentials: &'a Credentials,
+}
+
+impl<P: InfraProvider + ?Sized> ClusterScope<'_, P> {
+    /// The API server port the Cluster asks for (CAPI's default, 6443, when it says nothing).
+    pub fn api_server_port(&self) -> u16 {
+        self.cluster
+            .and_then(|c| c.spec.cluster_network.as_ref()?.api_server_port)
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(6443)
+    }
 }
 
 /// Errors a cloud reports, classified so the core knows whether to retry.
@@ -191,7 +240,8 @@ pub struct MachineScope<'a, P: InfraProvider + ?Sized> {
     pub known_instance: Option<String>,
     /// `Machine.spec.failureDomain`, where the instance must be placed.
     pub failure_domain: Option<String>,
-    /// Whether the owner Machine is a control-plane machine.
+    /// Whether the owner Machine is a control-plane machine (on deletion, from the Machine or,
+    /// once it is gone, from the InfraMachine's `cluster.x-k8s.io/control-plane` label).
     pub control_plane: bool,
 }
 
@@ -199,27 +249,32 @@ pub struct MachineScope<'a, P: InfraProvider + ?Sized> {
 /// long work and hand back an [`Operation`] that the core keeps in status and polls.
 pub trait InfraProvider: Send + Sync + 'static {
     /// The InfraCluster kind (e.g. `DCSCluster`).
-    type Cluster: InfraKind<Status = InfraClusterStatus>;
+    type Cluster: InfraKind<Status = InfraClusterStatus<Self::ClusterResources>>;
     /// The InfraMachine kind (e.g. `DCSMachine`).
-    type Machine: InfraKind<Status = InfraMachineStatus>;
+    type Machine: InfraKind<Status = InfraMachineStatus<Self::MachineResources>>;
+    /// What the provider records in `status.resources` of an InfraCluster / InfraMachine.
+    type ClusterResources: CloudResources;
+    type MachineResources: CloudResources;
     type Error: CloudError;
 
     /// Short name used in metrics, events and field managers (`dcs`).
     fn name(&self) -> &'static str;
 
-    /// Brings cluster-level infrastructure up (or checks it is reachable) and reports what it offers.
+    /// Brings cluster-level infrastructure up (or checks it is reachable) and reports what it
+    /// offers. Ids of what it creates go into `resources` at once: the core writes them to
+    /// status whatever the outcome, so a later pass (or a restarted manager) continues.
     fn ensure_cluster_infra(
         &self,
-        cluster: &Self::Cluster,
-        credentials: &Credentials,
-    ) -> impl Future<Output = Result<ClusterInfra, Self::Error>> + Send;
+        scope: &ClusterScope<'_, Self>,
+        resources: &mut Self::ClusterResources,
+    ) -> impl Future<Output = Result<ClusterProgress, Self::Error>> + Send;
 
-    /// Removes cluster-level infrastructure; done when it returns `Ok`.
+    /// Removes cluster-level infrastructure; the finalizer goes once it returns `Done`.
     fn delete_cluster_infra(
         &self,
-        cluster: &Self::Cluster,
-        credentials: &Credentials,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+        scope: &ClusterScope<'_, Self>,
+        resources: &mut Self::ClusterResources,
+    ) -> impl Future<Output = Result<Removal, Self::Error>> + Send;
 
     /// Finds the instance by the identity stamped on it at creation.
     fn find_instance(
@@ -262,6 +317,31 @@ pub trait InfraProvider: Send + Sync + 'static {
     /// back an address the machine held).
     fn after_deleted(&self, _scope: &MachineScope<'_, Self>) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }
+    }
+
+    /// Keeps what a running instance is attached to in step (a control-plane member in the
+    /// load balancer's pool). Called on every pass once the instance runs with addresses; must
+    /// be idempotent.
+    fn ensure_attachments(
+        &self,
+        _scope: &MachineScope<'_, Self>,
+        _instance: &Instance,
+        _resources: &mut Self::MachineResources,
+    ) -> impl Future<Output = Result<Attachment, Self::Error>> + Send {
+        async { Ok(Attachment::NotApplicable) }
+    }
+
+    /// Undoes [`InfraProvider::ensure_attachments`] before the instance is deleted (a member
+    /// leaves the pool before its server goes, so no connection is sent to a dying node).
+    /// Called on every deletion pass until it returns `Done`, also when the record in
+    /// `resources` is lost.
+    fn release_attachments(
+        &self,
+        _scope: &MachineScope<'_, Self>,
+        _instance: Option<&Instance>,
+        _resources: &mut Self::MachineResources,
+    ) -> impl Future<Output = Result<Removal, Self::Error>> + Send {
+        async { Ok(Removal::Done) }
     }
 
     /// Removes whatever delivered the bootstrap data (a volume, an uploaded image, guestinfo):

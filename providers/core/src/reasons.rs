@@ -10,6 +10,12 @@ pub const WAITING_FOR_OWNER: &str = "WaitingForOwner";
 pub const WAITING_FOR_CLUSTER_INFRASTRUCTURE: &str = "WaitingForClusterInfrastructure";
 pub const WAITING_FOR_BOOTSTRAP_DATA: &str = "WaitingForBootstrapData";
 pub const INSTANCE_PROVISIONING: &str = "InstanceProvisioning";
+/// Cluster infrastructure (a load balancer) is being built.
+pub const PROVISIONING: &str = "Provisioning";
+/// A running instance could not be attached (e.g. to the load balancer pool).
+pub const ATTACHMENTS_READY: &str = "AttachmentsReady";
+pub const ATTACHED: &str = "Attached";
+pub const ATTACH_FAILED: &str = "AttachFailed";
 pub const INSTANCE_PROVISIONING_FAILED: &str = "InstanceProvisioningFailed";
 pub const INSTANCE_NOT_FOUND: &str = "InstanceNotFound";
 /// Event: an instance that broke before it ever ran is deleted to be created again.
@@ -23,6 +29,8 @@ pub const BOOTSTRAP_DATA_CLEANED_UP: &str = "BootstrapDataCleanedUp";
 pub const CLEANED_UP: &str = "CleanedUp";
 pub const CLEANING_UP: &str = "CleaningUp";
 pub const CLEANUP_FAILED: &str = "CleanupFailed";
+/// The cloud keeps the bootstrap data with the instance (see the provider's documentation).
+pub const BOOTSTRAP_DATA_RETAINED: &str = "BootstrapDataRetainedByCloud";
 /// A cloud operation ran longer than the operation timeout.
 pub const OPERATION_TIMED_OUT: &str = "OperationTimedOut";
 pub const DELETING: &str = "Deleting";

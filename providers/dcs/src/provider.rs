@@ -8,8 +8,8 @@ use capstan_api::core::{MachineAddress, MachineAddressType};
 use capstan_lifecycle::ipam::{self, ClaimedAddress};
 use capstan_lifecycle::status::PendingOperation;
 use capstan_lifecycle::{
-    Boot, BootstrapData, BootstrapFormat, Cleanup, CloudError, ClusterInfra, Credentials, InfraProvider, Instance,
-    InstanceState, MachineScope, Operation, OperationState,
+    Boot, BootstrapData, BootstrapFormat, Cleanup, CloudError, ClusterInfra, ClusterProgress, ClusterScope,
+    Credentials, InfraProvider, Instance, InstanceState, MachineScope, NoResources, Operation, OperationState, Removal,
 };
 use capstan_runtime::metrics::Metrics;
 use kube::ResourceExt;
@@ -265,6 +265,8 @@ fn static_ipv4(addr: &crate::api::StaticAddress) -> Result<StaticIpv4, ProviderE
 impl InfraProvider for DcsProvider {
     type Cluster = DCSCluster;
     type Machine = DCSMachine;
+    type ClusterResources = NoResources;
+    type MachineResources = NoResources;
     type Error = ProviderError;
 
     fn name(&self) -> &'static str {
@@ -273,19 +275,23 @@ impl InfraProvider for DcsProvider {
 
     async fn ensure_cluster_infra(
         &self,
-        cluster: &DCSCluster,
-        creds: &Credentials,
-    ) -> Result<ClusterInfra, ProviderError> {
+        scope: &ClusterScope<'_, Self>,
+        _resources: &mut NoResources,
+    ) -> Result<ClusterProgress, ProviderError> {
         // DCS has no load balancer: the endpoint is the user's. Being provisioned means the VRM
         // answers with these credentials and the site exists.
-        let client = self.client(cluster, creds)?;
+        let client = self.client(scope.infra, scope.credentials)?;
         client.site().await?;
-        Ok(ClusterInfra::default())
+        Ok(ClusterProgress::Ready(ClusterInfra::default()))
     }
 
-    async fn delete_cluster_infra(&self, _cluster: &DCSCluster, _creds: &Credentials) -> Result<(), ProviderError> {
+    async fn delete_cluster_infra(
+        &self,
+        _scope: &ClusterScope<'_, Self>,
+        _resources: &mut NoResources,
+    ) -> Result<Removal, ProviderError> {
         // Nothing cluster-level is created on DCS.
-        Ok(())
+        Ok(Removal::Done)
     }
 
     async fn find_instance(&self, scope: &MachineScope<'_, Self>) -> Result<Option<Instance>, ProviderError> {

@@ -1,6 +1,11 @@
-//! Huawei Cloud Stack support for Capstan (issue 14, in progress): the HCS API client (AK/SK
-//! request signing, endpoints, classified errors, on the cloud kit). The provider on the
-//! lifecycle core and its kinds follow; the HCS simulator is its own crate (`capstan-sim-hcs`)
-//! and shares no code with this client.
+//! Huawei Cloud Stack support for Capstan: the HCS API client ([`client`]: AK/SK request signing,
+//! endpoints, classified errors, on the cloud kit), the kinds ([`api`]) and the provider on the
+//! lifecycle core ([`provider`]): ECS servers booted with `user_data`, a dedicated ELB for the
+//! control-plane endpoint, availability zones as failure domains. The HCS simulator is its own
+//! crate (`capstan-sim-hcs`) and shares no code with this client.
 
+pub mod api;
 pub mod client;
+mod loadbalancer;
+pub mod provider;
+mod settings;

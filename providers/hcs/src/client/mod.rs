@@ -1,10 +1,16 @@
 //! The HCS API client: one signed-request path (AK/SK, [`signer`]) shared by every service,
 //! endpoints derived from the region and the cloud's domain as HCS lays them out (or given one
 //! by one), errors classified ([`error`]), every call reported through the cloud kit's observer.
-//! Built on `capstan-cloudkit`; the first call is IAM's project list, ECS, VPC, ELB and EVS follow.
+//! Built on `capstan-cloudkit`. The services' calls live in their own modules: [`ecs`] (servers,
+//! jobs, flavors, quotas), [`vpc`] (subnets), [`ims`] (images), [`elb`] (dedicated load
+//! balancers v3).
 
+pub mod ecs;
+pub mod elb;
 pub mod error;
+pub mod ims;
 pub mod signer;
+pub mod vpc;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -174,59 +180,57 @@ impl HcsClient {
             projects: Vec<Project>,
         }
         let list: Projects = self
-            .call(
+            .call(Call::new(
                 "list_projects",
                 Service::Iam,
                 Method::GET,
                 "v3/projects",
-                None,
                 "projects",
-            )
+            ))
             .await?;
         Ok(list.projects)
     }
 
-    /// One AK/SK-signed call, traced and reported under `operation`; `what` names the object
-    /// for not-found errors.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        service: Service,
-        method: Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-        what: &str,
-    ) -> Result<T, HcsError> {
-        let start = Instant::now();
-        let result = self.send(operation, service, method, path, body, what).await;
-        capstan_cloudkit::report(self.inner.observer.as_ref(), operation, start, &result);
-        let bytes = result?;
+    /// `v1/{project_id}/<rest>`: the project-scoped path most services use.
+    pub(crate) fn project_path(&self, version: &str, rest: &str) -> String {
+        format!("{version}/{}/{rest}", self.inner.config.project_id)
+    }
+
+    /// One AK/SK-signed call, traced and reported under its operation, its JSON answer decoded.
+    pub(crate) async fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, HcsError> {
+        let operation = call.operation;
+        let bytes = self.call_raw(call).await?;
         serde_json::from_slice(&bytes).map_err(|e| HcsError::Decode {
             operation,
             message: e.to_string(),
         })
     }
 
-    async fn send(
-        &self,
-        operation: &'static str,
-        service: Service,
-        method: Method,
-        path: &str,
-        body: Option<&serde_json::Value>,
-        what: &str,
-    ) -> Result<Vec<u8>, HcsError> {
+    /// A call whose answer has no body worth reading (ELB deletes answer 204).
+    pub(crate) async fn call_raw(&self, call: Call<'_>) -> Result<Vec<u8>, HcsError> {
+        let start = Instant::now();
+        let operation = call.operation;
+        let result = self.send(call).await;
+        capstan_cloudkit::report(self.inner.observer.as_ref(), operation, start, &result);
+        result
+    }
+
+    async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, HcsError> {
         let cfg = &self.inner.config;
+        let operation = call.operation;
         let url = cfg
-            .endpoint(service)?
-            .join(path)
-            .map_err(|e| HcsError::Config(format!("bad path {path:?}: {e}")))?;
+            .endpoint(call.service)?
+            .join(&call.path)
+            .map_err(|e| HcsError::Config(format!("bad path {:?}: {e}", call.path)))?;
         let mut req = self
             .inner
             .http
-            .request(method, url)
+            .request(call.method, url)
             .header("X-Project-Id", &cfg.project_id);
-        if let Some(b) = body {
+        if let Some(token) = call.client_token {
+            req = req.header("X-Client-Token", token);
+        }
+        if let Some(b) = &call.body {
             req = req.header("Content-Type", "application/json").body(b.to_string());
         }
         let mut req = req
@@ -253,8 +257,53 @@ impl HcsClient {
         if status.is_success() {
             Ok(bytes.to_vec())
         } else {
-            Err(HcsError::from_status(operation, what, status.as_u16(), &bytes))
+            Err(HcsError::from_status(operation, &call.what, status.as_u16(), &bytes))
         }
+    }
+}
+
+/// One API call as a service module describes it.
+pub(crate) struct Call<'a> {
+    /// The metrics and trace name (`create_server`).
+    pub operation: &'static str,
+    pub service: Service,
+    pub method: Method,
+    /// Relative to the service's base URL.
+    pub path: String,
+    pub body: Option<serde_json::Value>,
+    /// Names the object in a not-found error (`server 3f2…`).
+    pub what: String,
+    /// ECS `X-Client-Token`: the same token makes a repeated create return the first one's job.
+    pub client_token: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(
+        operation: &'static str,
+        service: Service,
+        method: Method,
+        path: impl Into<String>,
+        what: impl Into<String>,
+    ) -> Self {
+        Call {
+            operation,
+            service,
+            method,
+            path: path.into(),
+            body: None,
+            what: what.into(),
+            client_token: None,
+        }
+    }
+
+    pub fn body(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn client_token(mut self, token: &'a str) -> Self {
+        self.client_token = Some(token);
+        self
     }
 }
 
