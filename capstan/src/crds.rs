@@ -13,6 +13,7 @@ pub struct CrdsArgs {
 /// Every CRD Capstan's own kinds need, in install order.
 pub fn all(with_capi_core: bool) -> Vec<CustomResourceDefinition> {
     let mut crds = capstan_dcs::api::crds();
+    crds.extend(capstan_hcs::api::crds());
     crds.extend(capstan_kubeadm::api::crds());
     if with_capi_core {
         crds.extend(capstan_api::crd::capi_core());

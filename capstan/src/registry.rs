@@ -25,6 +25,7 @@ pub fn all(settings: &Settings) -> Vec<Box<dyn Provider>> {
     kubeadm.options.token_ttl = settings.bootstrap_token_ttl;
     vec![
         Box::new(capstan_dcs::lifecycle_provider().with_operation_timeout(settings.operation_timeout)),
+        Box::new(capstan_hcs::lifecycle_provider().with_operation_timeout(settings.operation_timeout)),
         Box::new(capstan_standalone::Standalone::default()),
         Box::new(kubeadm),
     ]

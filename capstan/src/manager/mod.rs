@@ -84,6 +84,12 @@ pub struct ConcurrencyArgs {
     /// How many DCSClusters reconcile at once.
     #[arg(long, default_value_t = Concurrency::DEFAULT)]
     pub dcscluster_concurrency: u16,
+    /// How many HCSMachines reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub hcsmachine_concurrency: u16,
+    /// How many HCSClusters reconcile at once.
+    #[arg(long, default_value_t = Concurrency::DEFAULT)]
+    pub hcscluster_concurrency: u16,
     /// How many KubeadmConfigs reconcile at once.
     #[arg(long, default_value_t = Concurrency::DEFAULT)]
     pub kubeadmconfig_concurrency: u16,
@@ -118,6 +124,8 @@ impl ConcurrencyArgs {
         let mut c = Concurrency::default();
         c.set("dcsmachine", self.dcsmachine_concurrency);
         c.set("dcscluster", self.dcscluster_concurrency);
+        c.set("hcsmachine", self.hcsmachine_concurrency);
+        c.set("hcscluster", self.hcscluster_concurrency);
         c.set("kubeadmconfig", self.kubeadmconfig_concurrency);
         c.set("cluster", self.cluster_concurrency);
         c.set("machine", self.machine_concurrency);

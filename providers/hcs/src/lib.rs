@@ -9,3 +9,12 @@ pub mod client;
 mod loadbalancer;
 pub mod provider;
 mod settings;
+
+/// The HCS provider as the manager runs it (`--provider hcs`).
+pub fn lifecycle_provider() -> capstan_lifecycle::LifecycleProvider<provider::HcsProvider> {
+    capstan_lifecycle::LifecycleProvider::new(
+        "hcs",
+        "the HCS provider CRDs (`capstan crds | kubectl apply -f -`, or `clusterctl init --infrastructure capstan-hcs`)",
+        |_client, metrics| provider::HcsProvider::new(metrics),
+    )
+}
