@@ -2,10 +2,12 @@
 //! an HTTPS client trusting a CA bundle with verification on by default ([`tls`]), a report of
 //! every API call by operation and outcome with a Prometheus adapter ([`observe`]), and one
 //! pooled client (so one session) per endpoint, user and settings, idle ones logged out
-//! ([`pool`]). Each cloud's client keeps only what is its own: auth, paths, error bodies.
+//! ([`pool`]), and a login session with exactly one re-login on 401 ([`session`]). Each cloud's
+//! client keeps only what is its own: how it logs in, paths, error bodies.
 
 pub mod observe;
 pub mod pool;
+pub mod session;
 pub mod tls;
 
 pub use observe::{ApiCall, ApiObserver, CallError, CallOutcome, MetricsObserver, NoopObserver, report};

@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
     "message": "set controlPlaneLoadBalancer (Capstan creates an ELB) or controlPlaneEndpoint (your own load balancer or VIP)"
 }]))]
 pub struct HCSClusterSpec {
-    /// Secret in the same namespace with keys `accessKey`, `secretKey`, `projectID`, `region`,
+    /// Secret in the same namespace with keys `accessKey`, `secretKey` (or, for an IAM user's
+    /// Keystone token instead, `username`, `password`, `domainName`), `projectID`, `region`,
     /// `externalGlobalDomain`, and optionally `schema` (`https`) and endpoint overrides
     /// `<service>Endpoint` (`iamEndpoint`, `ecsEndpoint`, `vpcEndpoint`, `imsEndpoint`,
     /// `evsEndpoint`: full base URLs).

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use reqwest::Url;
 
 use crate::api::HCSCluster;
-use crate::client::{HcsConfig, Service};
+use crate::client::{Auth, HcsConfig, Service};
 use crate::provider::ProviderError;
 
 const SERVICES: [Service; 5] = [Service::Iam, Service::Ecs, Service::Vpc, Service::Evs, Service::Ims];
@@ -20,13 +20,20 @@ pub fn config(cluster: &HCSCluster, creds: &Credentials) -> Result<HcsConfig, Pr
             .require(k, &ns, secret)
             .map_err(|e| ProviderError::Credentials(e.to_string()))
     };
-    let mut config = HcsConfig::new(
-        need("externalGlobalDomain")?,
-        need("region")?,
-        need("projectID")?,
-        need("accessKey")?,
-        need("secretKey")?.to_string(),
-    );
+    // AK/SK (what ACP's HCS provider uses) unless the Secret names an IAM user instead.
+    let auth = if creds.get("accessKey").is_none() && creds.get("username").is_some() {
+        Auth::Password {
+            user: need("username")?.to_string(),
+            password: need("password")?.to_string().into(),
+            domain: need("domainName")?.to_string(),
+        }
+    } else {
+        Auth::AkSk {
+            access_key: need("accessKey")?.to_string(),
+            secret_key: need("secretKey")?.to_string().into(),
+        }
+    };
+    let mut config = HcsConfig::with_auth(need("externalGlobalDomain")?, need("region")?, need("projectID")?, auth);
     if let Some(schema) = creds.get("schema") {
         if !matches!(schema, "https" | "http") {
             return Err(ProviderError::Credentials(format!(
@@ -113,6 +120,26 @@ mod tests {
                 .collect(),
         );
         let e = config(&cluster(), &missing).unwrap_err();
-        assert!(e.to_string().contains("externalGlobalDomain"), "{e}");
+        assert!(e.to_string().contains("secretKey"), "{e}");
+    }
+
+    #[test]
+    fn an_iam_user_instead_of_an_access_key() {
+        let creds = Credentials::from_map(
+            [
+                ("username", "u"),
+                ("password", "pw-secret"),
+                ("domainName", "d"),
+                ("projectID", "p1"),
+                ("region", "r1"),
+                ("externalGlobalDomain", "cloud.example"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let c = config(&cluster(), &creds).unwrap();
+        assert!(matches!(&c.auth, Auth::Password { user, domain, .. } if user == "u" && domain == "d"));
+        assert!(!format!("{c:?}").contains("pw-secret"));
     }
 }

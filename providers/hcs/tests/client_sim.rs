@@ -60,3 +60,36 @@ async fn verification_is_on_by_default() {
     );
     assert_eq!(sim.state().call_count("list_projects"), 0);
 }
+
+#[tokio::test]
+async fn an_iam_user_logs_in_once_and_wrong_passwords_are_auth_errors() {
+    use capstan_hcs::client::Auth;
+    let c = SimConfig::default();
+    let sim = Simulator::start(c.clone()).await.unwrap();
+    let user = |password: &str| {
+        let mut config = HcsConfig::with_auth(
+            "sim.invalid",
+            &c.region,
+            &c.project_id,
+            Auth::Password {
+                user: c.user.clone(),
+                password: password.to_string().into(),
+                domain: c.domain.clone(),
+            },
+        );
+        config.endpoints.insert("iam".into(), sim.url().clone());
+        config.ca_bundle_pem = Some(sim.ca_pem().as_bytes().to_vec());
+        HcsClient::new(config).unwrap()
+    };
+    let client = user(&c.password);
+    for _ in 0..3 {
+        assert_eq!(client.list_projects().await.unwrap()[0].id, c.project_id);
+    }
+    assert_eq!(sim.state().call_count("create_token"), 1, "one token for every call");
+    assert_eq!(sim.state().call_count("list_projects"), 3);
+
+    let err = user("wrong-password").list_projects().await.unwrap_err();
+    assert!(matches!(err, HcsError::Auth { status: 401, .. }), "{err:?}");
+    assert!(!err.to_string().contains("wrong-password"), "{err}");
+    assert_eq!(sim.state().call_count("list_projects"), 3);
+}

@@ -33,7 +33,7 @@ pub use vm::{
     VmMemory, VmNic, VmOsOptions, VmState, netmask_from_prefix,
 };
 
-use session::Session;
+use capstan_cloudkit::session::{Attempt, Session};
 
 pub use capstan_runtime::secret::SecretString;
 
@@ -267,27 +267,29 @@ impl DcsClient {
         body: &Body<'_>,
         raw: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, DcsError> {
-        let token = self.token().await?;
         let (status, bytes) = self
-            .send_once(operation, method.clone(), url.clone(), &token.value, body, raw.clone())
-            .await?;
-        let (status, bytes) = if status == StatusCode::UNAUTHORIZED {
-            // Tokens expire server-side without notice; one fresh login tells an expired token
-            // apart from credentials that no longer work.
-            tracing::debug!(operation, "VRM answered 401, logging in again");
-            let token = self.relogin(token.generation).await?;
-            let (status, bytes) = self.send_once(operation, method, url, &token.value, body, raw).await?;
-            if status == StatusCode::UNAUTHORIZED {
-                return Err(DcsError::Auth {
+            .inner
+            .session
+            .call(
+                || self.login_reported(),
+                |token| {
+                    let (method, url, raw) = (method.clone(), url.clone(), raw.clone());
+                    async move {
+                        let (status, bytes) = self.send_once(operation, method, url, &token.value, body, raw).await?;
+                        Ok(if status == StatusCode::UNAUTHORIZED {
+                            Attempt::Unauthorized(bytes)
+                        } else {
+                            Attempt::Done((status, bytes))
+                        })
+                    }
+                },
+                |body| DcsError::Auth {
                     user: self.inner.config.username.clone(),
-                    status: status.as_u16(),
-                    fault: ApiFault::parse(&bytes),
-                });
-            }
-            (status, bytes)
-        } else {
-            (status, bytes)
-        };
+                    status: StatusCode::UNAUTHORIZED.as_u16(),
+                    fault: ApiFault::parse(&body),
+                },
+            )
+            .await?;
         if status.is_success() {
             Ok(bytes)
         } else {

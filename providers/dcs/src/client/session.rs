@@ -1,35 +1,14 @@
-//! The VRM session: login with `X-Auth-*` headers, the shared token, re-login and logout.
+//! The VRM session: login with `X-Auth-*` headers and logout; the token, its sharing and the
+//! one re-login on 401 are the cloud kit's [`Session`](capstan_cloudkit::session::Session).
 
 use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
 use tracing::Instrument;
 
+use capstan_cloudkit::session::Token;
+
 use super::{ApiFault, DcsClient, DcsError, PasswordEncoding, SecretString};
-
-#[derive(Clone)]
-pub(crate) struct Token {
-    pub value: SecretString,
-    /// Counts logins, so a caller that saw a 401 with token N re-logs in only if nobody has
-    /// replaced token N yet (many callers hitting an expired token must cause one login).
-    pub generation: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Session {
-    current: std::sync::Mutex<Option<Token>>,
-    login_lock: tokio::sync::Mutex<u64>,
-}
-
-impl Session {
-    fn get(&self) -> Option<Token> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn set(&self, token: Option<Token>) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = token;
-    }
-}
 
 impl DcsClient {
     /// Logs in now instead of on first use, so wrong credentials surface early.
@@ -39,11 +18,17 @@ impl DcsClient {
 
     /// Ends the session on VRM. The next call logs in again.
     pub async fn logout(&self) -> Result<(), DcsError> {
-        let _guard = self.inner.session.login_lock.lock().await;
-        let Some(token) = self.inner.session.get() else {
-            return Ok(());
-        };
-        self.inner.session.set(None);
+        let mut result = Ok(());
+        self.inner
+            .session
+            .end(|token| async {
+                result = self.end_session(token).await;
+            })
+            .await;
+        result
+    }
+
+    async fn end_session(&self, token: Token) -> Result<(), DcsError> {
         let start = Instant::now();
         let url = self.url("/service/session")?;
         let result = async {
@@ -72,34 +57,18 @@ impl DcsClient {
     }
 
     pub(crate) async fn token(&self) -> Result<Token, DcsError> {
-        if let Some(t) = self.inner.session.get() {
-            return Ok(t);
-        }
-        self.relogin(0).await
+        self.inner.session.token(|| self.login_reported()).await
     }
 
-    /// Logs in unless someone else already replaced the token of generation `stale`.
-    pub(crate) async fn relogin(&self, stale: u64) -> Result<Token, DcsError> {
-        let mut generation = self.inner.session.login_lock.lock().await;
-        if let Some(t) = self.inner.session.get()
-            && t.generation != stale
-        {
-            return Ok(t);
-        }
+    /// One login, traced and reported like any call.
+    pub(crate) async fn login_reported(&self) -> Result<SecretString, DcsError> {
         let start = Instant::now();
         let result = self
             .do_login()
             .instrument(tracing::debug_span!("vrm_call", operation = "login"))
             .await;
         self.report("login", start, &result);
-        let value = result?;
-        *generation += 1;
-        let token = Token {
-            value,
-            generation: *generation,
-        };
-        self.inner.session.set(Some(token.clone()));
-        Ok(token)
+        result
     }
 
     async fn do_login(&self) -> Result<SecretString, DcsError> {

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use capstan_cloudkit::session::{Attempt, Session};
 use capstan_cloudkit::{ApiObserver, NoopObserver, PooledClient, sha256_hex};
 pub use capstan_runtime::secret::SecretString;
 use reqwest::{Method, Url};
@@ -56,6 +57,57 @@ impl Service {
     }
 }
 
+/// How requests prove who sends them.
+#[derive(Clone)]
+pub enum Auth {
+    /// Every request signed with the access key's secret (`SDK-HMAC-SHA256`); no session.
+    AkSk {
+        access_key: String,
+        secret_key: SecretString,
+    },
+    /// An IAM user: a Keystone token, scoped to the project, obtained once and renewed when
+    /// the cloud refuses it (one re-login, the cloud kit's session).
+    Password {
+        user: String,
+        password: SecretString,
+        domain: String,
+    },
+}
+
+/// Names, never secrets.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::AkSk { access_key, .. } => f
+                .debug_struct("AkSk")
+                .field("access_key", access_key)
+                .finish_non_exhaustive(),
+            Auth::Password { user, domain, .. } => f
+                .debug_struct("Password")
+                .field("user", user)
+                .field("domain", domain)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Auth {
+    /// Everything that tells two identities apart, secrets as digests.
+    fn key(&self) -> String {
+        match self {
+            Auth::AkSk { access_key, secret_key } => {
+                format!("aksk\0{access_key}\0{}", sha256_hex(secret_key.expose().as_bytes()))
+            }
+            Auth::Password { user, password, domain } => {
+                format!(
+                    "password\0{user}\0{domain}\0{}",
+                    sha256_hex(password.expose().as_bytes())
+                )
+            }
+        }
+    }
+}
+
 /// Where and as whom the client calls HCS.
 #[derive(Clone)]
 pub struct HcsConfig {
@@ -64,8 +116,7 @@ pub struct HcsConfig {
     pub region: String,
     /// The resource space (project) ID every regional call is made in.
     pub project_id: String,
-    pub access_key: String,
-    pub secret_key: SecretString,
+    pub auth: Auth,
     /// `https` unless the Secret's `schema` says otherwise.
     pub scheme: String,
     /// Full base URLs by [`Service::name`], replacing the derived ones.
@@ -84,12 +135,28 @@ impl HcsConfig {
         access_key: impl Into<String>,
         secret_key: impl Into<SecretString>,
     ) -> Self {
+        Self::with_auth(
+            global_domain,
+            region,
+            project_id,
+            Auth::AkSk {
+                access_key: access_key.into(),
+                secret_key: secret_key.into(),
+            },
+        )
+    }
+
+    pub fn with_auth(
+        global_domain: impl Into<String>,
+        region: impl Into<String>,
+        project_id: impl Into<String>,
+        auth: Auth,
+    ) -> Self {
         Self {
             global_domain: global_domain.into(),
             region: region.into(),
             project_id: project_id.into(),
-            access_key: access_key.into(),
-            secret_key: secret_key.into(),
+            auth,
             scheme: "https".into(),
             endpoints: BTreeMap::new(),
             ca_bundle_pem: None,
@@ -122,7 +189,7 @@ impl std::fmt::Debug for HcsConfig {
             .field("global_domain", &self.global_domain)
             .field("region", &self.region)
             .field("project_id", &self.project_id)
-            .field("access_key", &self.access_key)
+            .field("auth", &self.auth)
             .field("endpoints", &self.endpoints.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -137,6 +204,8 @@ struct Inner {
     http: reqwest::Client,
     config: HcsConfig,
     observer: Arc<dyn ApiObserver>,
+    /// The Keystone token in password mode (unused with AK/SK).
+    session: Session,
 }
 
 /// A project (resource space) as IAM lists it.
@@ -163,7 +232,12 @@ impl HcsClient {
         })
         .map_err(|e| HcsError::Config(e.to_string()))?;
         Ok(Self {
-            inner: Arc::new(Inner { http, config, observer }),
+            inner: Arc::new(Inner {
+                http,
+                config,
+                observer,
+                session: Session::default(),
+            }),
         })
     }
 
@@ -216,6 +290,50 @@ impl HcsClient {
     }
 
     async fn send(&self, call: Call<'_>) -> Result<Vec<u8>, HcsError> {
+        let operation = call.operation;
+        let (status, bytes) = match &self.inner.config.auth {
+            Auth::AkSk { access_key, secret_key } => {
+                let mut req = self.request(&call)?;
+                signer::sign_request(&mut req, access_key, secret_key.expose().as_bytes(), SystemTime::now())
+                    .map_err(|source| HcsError::Sign { operation, source })?;
+                self.execute(operation, req).await?
+            }
+            Auth::Password { .. } => {
+                self.inner
+                    .session
+                    .call(
+                        || self.keystone_login(),
+                        |token| {
+                            let call = &call;
+                            async move {
+                                let mut req = self.request(call)?;
+                                let value =
+                                    reqwest::header::HeaderValue::from_str(token.value.expose()).map_err(|_| {
+                                        HcsError::Config("IAM returned a token that is not a header value".into())
+                                    })?;
+                                req.headers_mut().insert("X-Auth-Token", value);
+                                let (status, bytes) = self.execute(operation, req).await?;
+                                Ok(if status == reqwest::StatusCode::UNAUTHORIZED {
+                                    Attempt::Unauthorized(bytes)
+                                } else {
+                                    Attempt::Done((status, bytes))
+                                })
+                            }
+                        },
+                        |body| HcsError::from_status(operation, &call.what, 401, &body),
+                    )
+                    .await?
+            }
+        };
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(HcsError::from_status(operation, &call.what, status.as_u16(), &bytes))
+        }
+    }
+
+    /// The request of `call`, unauthenticated.
+    fn request(&self, call: &Call<'_>) -> Result<reqwest::Request, HcsError> {
         let cfg = &self.inner.config;
         let operation = call.operation;
         let url = cfg
@@ -225,7 +343,7 @@ impl HcsClient {
         let mut req = self
             .inner
             .http
-            .request(call.method, url)
+            .request(call.method.clone(), url)
             .header("X-Project-Id", &cfg.project_id);
         if let Some(token) = call.client_token {
             req = req.header("X-Client-Token", token);
@@ -233,16 +351,14 @@ impl HcsClient {
         if let Some(b) = &call.body {
             req = req.header("Content-Type", "application/json").body(b.to_string());
         }
-        let mut req = req
-            .build()
-            .map_err(|source| HcsError::Transport { operation, source })?;
-        signer::sign_request(
-            &mut req,
-            &cfg.access_key,
-            cfg.secret_key.expose().as_bytes(),
-            SystemTime::now(),
-        )
-        .map_err(|source| HcsError::Sign { operation, source })?;
+        req.build().map_err(|source| HcsError::Transport { operation, source })
+    }
+
+    async fn execute(
+        &self,
+        operation: &'static str,
+        req: reqwest::Request,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), HcsError> {
         let resp = self
             .inner
             .http
@@ -254,11 +370,100 @@ impl HcsClient {
             .bytes()
             .await
             .map_err(|source| HcsError::Transport { operation, source })?;
-        if status.is_success() {
-            Ok(bytes.to_vec())
-        } else {
-            Err(HcsError::from_status(operation, &call.what, status.as_u16(), &bytes))
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// A Keystone v3 password token scoped to the project (`POST /v3/auth/tokens`, the token in
+    /// `X-Subject-Token`), reported like any call.
+    async fn keystone_login(&self) -> Result<SecretString, HcsError> {
+        let start = Instant::now();
+        let result = self.create_token().await;
+        capstan_cloudkit::report(self.inner.observer.as_ref(), "create_token", start, &result);
+        result
+    }
+
+    async fn create_token(&self) -> Result<SecretString, HcsError> {
+        const OPERATION: &str = "create_token";
+        let cfg = &self.inner.config;
+        let Auth::Password { user, password, domain } = &cfg.auth else {
+            return Err(HcsError::Config("no IAM user configured".into()));
+        };
+        let body = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "password": password.expose(), "domain": {"name": domain}}}},
+            "scope": {"project": {"id": cfg.project_id}}
+        }});
+        let url = cfg
+            .endpoint(Service::Iam)?
+            .join("v3/auth/tokens")
+            .map_err(|e| HcsError::Config(e.to_string()))?;
+        let req = self
+            .inner
+            .http
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .build()
+            .map_err(|source| HcsError::Transport {
+                operation: OPERATION,
+                source,
+            })?;
+        let resp = self
+            .inner
+            .http
+            .execute(req)
+            .await
+            .map_err(|source| HcsError::Transport {
+                operation: OPERATION,
+                source,
+            })?;
+        let status = resp.status();
+        let token = resp
+            .headers()
+            .get("X-Subject-Token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp.bytes().await.map_err(|source| HcsError::Transport {
+            operation: OPERATION,
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(HcsError::from_status(OPERATION, "IAM user", status.as_u16(), &bytes));
         }
+        token
+            .filter(|t| !t.is_empty())
+            .map(SecretString::new)
+            .ok_or(HcsError::Decode {
+                operation: OPERATION,
+                message: "no X-Subject-Token header in IAM's answer".into(),
+            })
+    }
+
+    /// Revokes the Keystone token (`DELETE /v3/auth/tokens`), if there is one.
+    async fn revoke_token(&self) {
+        let Ok(url) = self
+            .inner
+            .config
+            .endpoint(Service::Iam)
+            .and_then(|u| u.join("v3/auth/tokens").map_err(|e| HcsError::Config(e.to_string())))
+        else {
+            return;
+        };
+        let http = &self.inner.http;
+        self.inner
+            .session
+            .end(|token| async move {
+                let sent = http
+                    .delete(url)
+                    .header("X-Auth-Token", token.value.expose())
+                    .header("X-Subject-Token", token.value.expose())
+                    .send()
+                    .await;
+                if let Err(e) = sent {
+                    tracing::debug!(error = %e, "revoking the IAM token failed; it expires on its own");
+                }
+            })
+            .await;
     }
 }
 
@@ -315,12 +520,11 @@ impl PooledClient for HcsClient {
     fn pool_key(c: &HcsConfig) -> String {
         sha256_hex(
             format!(
-                "{}\0{}\0{}\0{}\0{}\0{}\0{:?}\0{:?}\0{}\0{:?}\0{:?}",
+                "{}\0{}\0{}\0{}\0{}\0{:?}\0{:?}\0{}\0{:?}\0{:?}",
                 c.global_domain,
                 c.region,
                 c.project_id,
-                c.access_key,
-                sha256_hex(c.secret_key.expose().as_bytes()),
+                c.auth.key(),
                 c.scheme,
                 c.endpoints,
                 c.ca_bundle_pem.as_deref().map(sha256_hex),
@@ -336,8 +540,10 @@ impl PooledClient for HcsClient {
         HcsClient::with_observer(config, observer)
     }
 
-    /// AK/SK requests carry no session: nothing to end.
-    async fn logout(&self) {}
+    /// AK/SK requests carry no session; a Keystone token is revoked.
+    async fn logout(&self) {
+        self.revoke_token().await;
+    }
 }
 
 #[cfg(test)]
