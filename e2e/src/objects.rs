@@ -110,3 +110,102 @@ where
     }
     objects.len()
 }
+
+/// CAPI core's part in a provider's lifecycle test, played by the test: a Cluster pointing at
+/// an InfraCluster, Machines with their bootstrap data secrets, the provisioned flag copied.
+/// Each returns an owner reference to what it created, for the infrastructure object it owns.
+pub mod capi {
+    use kube::Client;
+    use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    use serde_json::{Value, json};
+
+    fn resource(kind: &str) -> ApiResource {
+        ApiResource::from_gvk(&GroupVersionKind::gvk("cluster.x-k8s.io", "v1beta2", kind))
+    }
+
+    async fn create(client: &Client, kind: &str, obj: Value) -> Value {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource(kind));
+        let created = api
+            .create(&PostParams::default(), &serde_json::from_value(obj).expect("object"))
+            .await
+            .expect("create");
+        json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": kind, "name": created.metadata.name, "uid": created.metadata.uid})
+    }
+
+    /// A Cluster whose `infrastructureRef` names the InfraCluster `name` of `infra_kind`.
+    pub async fn cluster(client: &Client, name: &str, infra_kind: &str, endpoint: Option<(&str, u16)>) -> Value {
+        let mut spec = json!({
+            "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": infra_kind, "name": name}
+        });
+        if let Some((host, port)) = endpoint {
+            spec["controlPlaneEndpoint"] = json!({"host": host, "port": port});
+        }
+        create(
+            client,
+            "Cluster",
+            json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"name": name}, "spec": spec}),
+        )
+        .await
+    }
+
+    /// A Machine of `cluster` whose InfraMachine is `name` of `infra_kind`, with the bootstrap
+    /// data secret `<name>-boot` holding `user_data`.
+    pub async fn machine(
+        client: &Client,
+        cluster: &str,
+        name: &str,
+        infra_kind: &str,
+        placement: Placement<'_>,
+        user_data: &str,
+    ) -> Value {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
+        let secret = json!({
+            "metadata": {"name": format!("{name}-boot"), "labels": {"cluster.x-k8s.io/cluster-name": cluster}},
+            "type": "cluster.x-k8s.io/secret",
+            "stringData": {"value": user_data, "format": "cloud-config"}
+        });
+        secrets
+            .create(&PostParams::default(), &serde_json::from_value(secret).expect("secret"))
+            .await
+            .expect("create bootstrap secret");
+        let mut labels = json!({"cluster.x-k8s.io/cluster-name": cluster});
+        if placement.control_plane {
+            labels["cluster.x-k8s.io/control-plane"] = json!("");
+        }
+        create(
+            client,
+            "Machine",
+            json!({
+                "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {
+                    "clusterName": cluster,
+                    "bootstrap": {"dataSecretName": format!("{name}-boot")},
+                    "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": infra_kind, "name": name},
+                    "failureDomain": placement.failure_domain,
+                }
+            }),
+        )
+        .await
+    }
+
+    /// What a Machine is: a control-plane one or not, and the failure domain CAPI chose.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Placement<'a> {
+        pub control_plane: bool,
+        pub failure_domain: Option<&'a str>,
+    }
+
+    /// Copies the InfraCluster's provisioned flag into the Cluster, as core does.
+    pub async fn mark_infrastructure_provisioned(client: &Client, name: &str) {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource("Cluster"));
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"initialization": {"infrastructureProvisioned": true}}})),
+        )
+        .await
+        .expect("patch Cluster status");
+    }
+}
