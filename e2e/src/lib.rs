@@ -6,6 +6,7 @@
 //! The binaries come from `hack/testenv.sh` (`CAPSTAN_ETCD`, `CAPSTAN_KUBE_APISERVER`, or the
 //! default cache `~/.cache/capstan`).
 
+pub mod bench;
 mod crds;
 pub mod fuzz;
 pub mod objects;

@@ -12,14 +12,13 @@
 //! RSS, VRM calls per machine by operation, API server writes per machine, and for the idle
 //! fleet afterwards the writes and VRM list calls over the idle window.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use capstan_api::core::{Cluster, Machine};
 use capstan_dcs::api::{DCSCluster, DCSMachine};
+use capstan_e2e::bench::{capstan_bin, cpu_seconds, delta, peak_rss_mib, until_provisioned};
 use capstan_e2e::objects::{apiserver_requests, apiserver_writes, create, owner_ref};
 use capstan_e2e::{ChildGuard, TestEnv};
 use capstan_sim_dcs::{SimConfig, SimHandle, Simulator};
@@ -27,48 +26,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
 use serde_json::json;
 
 /// Resources whose writes count as the manager's (the test's own creates are subtracted).
 const WRITTEN: &[&str] = &["dcsmachines", "dcsclusters", "events", "secrets"];
-
-fn capstan_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CAPSTAN_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    ["release", "debug"]
-        .iter()
-        .map(|p| target.join(p).join("capstan"))
-        .find(|p| p.is_file())
-        .expect("build the manager first: cargo build --release -p capstan (or set CAPSTAN_BIN)")
-}
-
-/// CPU time (user + system) a process has used so far, in seconds (`/proc/<pid>/stat`).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
-
-/// Peak resident set of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
 
 async fn provision(client: &Client, n: usize, prefix: &str) -> Duration {
     let start = Instant::now();
@@ -92,34 +53,7 @@ async fn provision(client: &Client, n: usize, prefix: &str) -> Duration {
         .buffer_unordered(16)
         .collect::<Vec<()>>()
         .await;
-    // Watched, not listed over and over: polling a thousand objects would load the API server
-    // more than the manager does, and miss the exact moment the last one is done.
-    let api: Api<DCSMachine> = Api::namespaced(client.clone(), "default");
-    let config = kube::runtime::watcher::Config::default().labels("cluster.x-k8s.io/cluster-name=bench");
-    let mut events = kube::runtime::watcher(api, config).applied_objects().boxed();
-    let mut provisioned = std::collections::HashSet::new();
-    let done = tokio::time::timeout(Duration::from_secs(1800), async {
-        while let Some(Ok(m)) = events.next().await {
-            let name = m.metadata.name.clone().unwrap_or_default();
-            let ok = m
-                .status
-                .as_ref()
-                .and_then(|s| s.initialization.as_ref())
-                .and_then(|i| i.provisioned)
-                == Some(true);
-            if ok && name.starts_with(&format!("{prefix}-")) {
-                provisioned.insert(name);
-                if provisioned.len() == n {
-                    return true;
-                }
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    assert!(done, "{n} machines did not all provision");
-    start.elapsed()
+    until_provisioned(client, "DCSMachine", "bench", prefix, n, start).await
 }
 
 async fn cluster(client: &Client, sim: &SimHandle) {
@@ -141,14 +75,6 @@ async fn cluster(client: &Client, sim: &SimHandle) {
         )
         .await
         .unwrap();
-}
-
-fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
