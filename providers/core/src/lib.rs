@@ -16,6 +16,7 @@ pub mod ipam;
 mod machine;
 pub mod provider;
 pub mod reasons;
+pub mod spec;
 pub mod status;
 
 pub use controller::LifecycleProvider;

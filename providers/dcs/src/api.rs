@@ -3,6 +3,7 @@
 //! Status types belong to the lifecycle core.
 
 use capstan_api::core::{ApiEndpoint, ObjectMetaTemplate};
+pub use capstan_lifecycle::spec::{SecretRef, TlsConfig};
 use capstan_lifecycle::{InfraClusterSpec, InfraClusterStatus, InfraMachineSpec, InfraMachineStatus};
 use kube::{CustomResource, Resource};
 use schemars::JsonSchema;
@@ -39,25 +40,6 @@ pub struct DCSClusterSpec {
     /// How the password travels in `X-Auth-Key`: `Plain` (default) or `Sha256Hex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_encoding: Option<PasswordEncodingSpec>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretRef {
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-}
-
-/// TLS trust for the VRM endpoint. Verification is on unless `insecureSkipVerify` is set.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TlsConfig {
-    /// PEM bundle of the CAs that sign the VRM certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 65536))]
-    pub ca_bundle: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use capstan_api::core::{ApiEndpoint, ObjectMetaTemplate};
+pub use capstan_lifecycle::spec::{SecretRef, TlsConfig};
 use capstan_lifecycle::{InfraClusterSpec, InfraClusterStatus, InfraMachineSpec, InfraMachineStatus};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -54,25 +55,6 @@ pub struct HCSClusterSpec {
     pub availability_zones: Vec<AvailabilityZone>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretRef {
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-}
-
-/// TLS trust for the HCS endpoints. Verification is on unless `insecureSkipVerify` is set.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TlsConfig {
-    /// PEM bundle of the CAs that sign the HCS API certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 65536))]
-    pub ca_bundle: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
