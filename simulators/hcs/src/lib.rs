@@ -1,29 +1,83 @@
-//! A Huawei Cloud Stack simulator (issue 14, in progress) on the shared simulator kit: IAM over
-//! HTTPS with a CA generated at start-up — Keystone v3 password tokens (`POST /v3/auth/tokens`,
-//! `X-Subject-Token`) and AK/SK (`SDK-HMAC-SHA256`) verification that rejects wrong signatures,
-//! unknown access keys and clock skew — and one authenticated read, `GET /v3/projects`. ECS, VPC,
-//! ELB v3 and EVS follow.
+//! A Huawei Cloud Stack region simulator on the shared simulator kit, over one HTTPS listener
+//! with a CA generated at start-up: IAM (Keystone v3 password tokens, AK/SK verification), ECS
+//! servers and jobs, IMS images, flavors, VPC subnets, EVS volumes, quotas, and ELB v3 whose
+//! listeners forward real TCP connections to their members. It is the client's oracle, so it
+//! shares no code with the client (`capstan-hcs`): it recomputes AK/SK signatures its own way
+//! ([`aksk`]) and follows `huawei-apis.md` PART B.
 //!
-//! It recomputes signatures with its own implementation of the scheme (`aksk`), over the headers
-//! the client says it signed: it shares no code with the client, so it can catch the client's bugs.
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use capstan_sim_hcs::{SimConfig, Simulator};
+//! let sim = Simulator::start(SimConfig::default()).await?;
+//! println!("HCS at {} (CA:\n{})", sim.url(), sim.ca_pem());
+//! # Ok(()) }
+//! ```
+//!
+//! Routes (all but `POST /v3/auth/tokens` need an `X-Auth-Token` from this simulator or an
+//! AK/SK signature; `{pid}` must be the configured project, else 403 `Ecs.0003`/`VPC.0003`/
+//! `EVS.0003` or `ELB.1001`):
+//! - IAM: `POST|GET /v3/auth/tokens`, `GET /v3/projects`.
+//! - ECS: `POST /v1/{pid}/cloudservers` ([`create`]), `GET …/cloudservers/{id}`,
+//!   `GET …/cloudservers/detail`, `POST …/cloudservers/delete`, `POST …/cloudservers/action`
+//!   ([`power`]), `GET …/cloudservers/flavors`, `GET …/cloudservers/limits`,
+//!   `GET /v1/{pid}/jobs/{id}` ([`jobs`]; an unknown job is 404 `Ecs.0200`). The same ECS
+//!   routes also answer under `/v1.1/` (HCS Terraform creates there).
+//! - IMS: `GET /v2/cloudimages`. VPC: `GET /v1/{pid}/subnets[/{id}]`, `GET /v1/vpcs/{id}`,
+//!   `GET /v1/{pid}/vpcs/{id}`. EVS: `GET /v2/{pid}/cloudvolumes/detail`,
+//!   `GET|DELETE /v2/{pid}/cloudvolumes/{id}` (delete answers 204).
+//! - ELB v3 under `/v3/{pid}/elb/`: `loadbalancers[/{id}[/statuses]]`, `listeners[/{id}]`,
+//!   `pools[/{id}]`, `pools/{id}/members[/{id}]`, `healthmonitors[/{id}]` ([`elb`]).
+//!
+//! Errors: ECS, IMS, VPC and EVS answer `{"error":{"code":"Ecs.xxxx","message":..}}`
+//! (`IMG.`, `VPC.`, `EVS.` prefixes), ELB `{"error_code":"ELB.xxxx","error_msg":..,
+//! "request_id":..}`, the gateway `{"error_code":"APIGW.0308",..}` with 429 when throttled
+//! (`throttle_rate`, `rate_limit_per_second`). Injected failures (`error_rate`, `fail_next`)
+//! are 500 `Ecs.0002` (`IMG.0002`, …) or `ELB.0001`.
+//!
+//! Simulated time runs on tokio timers, so it never blocks a runtime thread. Servers live
+//! [`Latency::list_delay`] invisible, then `BUILD` until [`Latency::build`]; failed create
+//! jobs (`job_failure_rate`, `fail_next_job`) put the server in `ERROR`, then roll it back
+//! (gone, address and quota free) after [`Latency::delete`] and only then report `FAIL` with
+//! `error_code` `Ecs.0010`.
+//!
+//! Every server and VIP address comes from a subnet, by default `127.16.0.0/16`: loopback, so
+//! ELB listeners bind VIP:port and guests' API servers bind the server's address for real.
+//! Guest emulation ([`SimConfig::guests`]) is described in [`guest`].
 
 mod aksk;
+mod catalog;
+pub mod create;
+mod ecs;
+pub mod elb;
+mod elb_model;
+mod elb_pool;
+mod evs;
+mod forward;
+mod front;
+pub mod guest;
+mod health;
+mod iam;
+pub mod jobs;
+mod knobs;
+pub mod power;
+mod routes;
+mod seed;
+mod state;
+mod view;
 
-use std::collections::HashSet;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use capstan_simkit::Server;
 use reqwest::Url;
-use serde_json::{Value, json};
+
+pub use knobs::{Latency, Quotas, SimKnobs};
+pub use seed::{Cidr, CidrError, SimFlavor, SimImage, SimSubnet, SimVpc};
+pub use view::{
+    QuotaUsage, SimListenerView, SimLoadBalancerView, SimMemberView, SimMonitorView, SimPoolView, SimServerView,
+    SimState, SimVolumeView,
+};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -39,6 +93,19 @@ pub struct SimConfig {
     pub region: String,
     /// How far `X-Sdk-Date` may be from the simulator's clock (the gateway's 15 minutes).
     pub max_clock_skew: Duration,
+    pub vpcs: Vec<SimVpc>,
+    /// Every server and VIP address comes from one of these (loopback by default).
+    pub subnets: Vec<SimSubnet>,
+    pub availability_zones: Vec<String>,
+    pub flavors: Vec<SimFlavor>,
+    pub images: Vec<SimImage>,
+    /// The initial knobs (quotas among them).
+    pub knobs: SimKnobs,
+    /// Seeds ids and failure injection, so runs are reproducible.
+    pub seed: u64,
+    /// Guest emulation: servers that become `ACTIVE` boot their `user_data`. `None` leaves
+    /// them inert. Build it with `EndpointMode::LoadBalanced` (see [`guest`]).
+    pub guests: Option<capstan_guest::Guests>,
 }
 
 impl Default for SimConfig {
@@ -53,26 +120,25 @@ impl Default for SimConfig {
             project_id: "0b1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e".into(),
             region: "sim-region-1".into(),
             max_clock_skew: Duration::from_secs(15 * 60),
+            vpcs: seed::default_vpcs(),
+            subnets: seed::default_subnets(),
+            availability_zones: vec!["az1".into(), "az2".into(), "az3".into()],
+            flavors: seed::default_flavors(),
+            images: seed::default_images(),
+            knobs: SimKnobs::default(),
+            seed: 0x5eed,
+            guests: None,
         }
     }
 }
 
-struct Shared {
-    config: SimConfig,
-    tokens: Mutex<HashSet<String>>,
-    calls: capstan_simkit::CallCounts,
-}
-
-type Sh = Arc<Shared>;
-
-/// What tests may read while the simulator runs.
-#[derive(Clone)]
-pub struct SimState(Sh);
-
-impl SimState {
-    /// Requests answered per operation (`create_token`, `list_projects`, `auth_failed`, …).
-    pub fn call_count(&self, operation: &str) -> u64 {
-        self.0.calls.get(operation)
+impl SimConfig {
+    /// The default configuration with the default subnet on `cidr` instead.
+    pub fn with_subnet_cidr(cidr: Cidr) -> Self {
+        SimConfig {
+            subnets: vec![seed::default_subnet(cidr)],
+            ..SimConfig::default()
+        }
     }
 }
 
@@ -88,12 +154,8 @@ impl Simulator {
             .into_iter()
             .next()
             .ok_or_else(|| io::Error::other("no certificate"))?;
-        let shared = Arc::new(Shared {
-            config,
-            tokens: Mutex::default(),
-            calls: Default::default(),
-        });
-        let server = Server::start("HCS", tcp, tls, router(shared.clone()))?;
+        let shared = state::Shared::new(config);
+        let server = Server::start("HCS", tcp, tls, routes::router(shared.clone()))?;
         let url = Url::parse(&format!("https://{addr}")).map_err(io::Error::other)?;
         tracing::info!(%url, "HCS simulator listening");
         Ok(SimHandle {
@@ -105,12 +167,18 @@ impl Simulator {
     }
 }
 
-/// A running simulator. Dropping it stops the server.
+/// A running simulator. Dropping it stops the server, the ELB forwarders and the probers.
 pub struct SimHandle {
     url: Url,
     ca_pem: String,
     state: SimState,
     _server: Server,
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.state.0.lock().elb.shutdown();
+    }
 }
 
 impl SimHandle {
@@ -127,130 +195,4 @@ impl SimHandle {
     pub fn state(&self) -> SimState {
         self.state.clone()
     }
-}
-
-fn router(shared: Sh) -> Router {
-    Router::new()
-        .route("/v3/auth/tokens", post(create_token).get(validate_token))
-        .route("/v3/projects", get(list_projects))
-        .fallback(|| async { keystone_error(StatusCode::NOT_FOUND, "Not Found", "no such resource") })
-        .with_state(shared)
-}
-
-fn count(sh: &Sh, operation: &str) {
-    sh.calls.record(operation);
-}
-
-/// Keystone's error shape (`code` is a number there).
-fn keystone_error(status: StatusCode, title: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": {"code": status.as_u16(), "title": title, "message": message}})),
-    )
-        .into_response()
-}
-
-/// The API gateway's error shape, which the SDKs read first.
-fn gateway_error(code: &str, message: &str) -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(json!({"error_code": code, "error_msg": message, "request_id": "sim"})),
-    )
-        .into_response()
-}
-
-async fn create_token(State(sh): State<Sh>, body: Bytes) -> Response {
-    count(&sh, "create_token");
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let user = &v["auth"]["identity"]["password"]["user"];
-    let c = &sh.config;
-    let ok = v["auth"]["identity"]["methods"]
-        .as_array()
-        .is_some_and(|m| m.iter().any(|m| m == "password"))
-        && user["name"] == c.user.as_str()
-        && user["password"] == c.password.as_str()
-        && user["domain"]["name"] == c.domain.as_str();
-    if !ok {
-        count(&sh, "auth_failed");
-        return keystone_error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "The request you have made requires authentication.",
-        );
-    }
-    let token = format!("sim-token-{:016x}", rand_u64());
-    sh.tokens.lock().expect("tokens").insert(token.clone());
-    let expires = chrono::Utc::now() + chrono::Duration::hours(24);
-    let mut resp = (
-        StatusCode::CREATED,
-        axum::Json(json!({"token": {
-            "expires_at": expires.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-            "methods": ["password"],
-            "project": {"id": c.project_id, "name": c.region, "domain": {"name": c.domain}},
-            "user": {"name": c.user, "domain": {"name": c.domain}},
-        }})),
-    )
-        .into_response();
-    resp.headers_mut()
-        .insert("X-Subject-Token", HeaderValue::from_str(&token).expect("ASCII token"));
-    resp
-}
-
-async fn validate_token(State(sh): State<Sh>, method: Method, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
-    if let Some(denied) = refused(&sh, &method, &uri, &h, &body) {
-        return denied;
-    }
-    count(&sh, "validate_token");
-    let subject = h
-        .get("X-Subject-Token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if sh.tokens.lock().expect("tokens").contains(subject) {
-        StatusCode::OK.into_response()
-    } else {
-        keystone_error(StatusCode::NOT_FOUND, "Not Found", "The token could not be found.")
-    }
-}
-
-async fn list_projects(State(sh): State<Sh>, method: Method, uri: Uri, h: HeaderMap, body: Bytes) -> Response {
-    if let Some(denied) = refused(&sh, &method, &uri, &h, &body) {
-        return denied;
-    }
-    count(&sh, "list_projects");
-    let c = &sh.config;
-    axum::Json(json!({"projects": [{"id": c.project_id, "name": c.region, "enabled": true}]})).into_response()
-}
-
-/// A request is let in with a token this simulator issued, or a valid AK/SK signature; else
-/// this is the answer it gets.
-fn refused(sh: &Sh, method: &Method, uri: &Uri, h: &HeaderMap, body: &[u8]) -> Option<Response> {
-    if let Some(token) = h.get("X-Auth-Token").and_then(|v| v.to_str().ok()) {
-        if sh.tokens.lock().expect("tokens").contains(token) {
-            return None;
-        }
-        count(sh, "auth_failed");
-        return Some(keystone_error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "The request you have made requires authentication.",
-        ));
-    }
-    let why = aksk::verify(&sh.config, method.as_str(), uri, h, body, chrono::Utc::now()).err()?;
-    count(sh, "auth_failed");
-    tracing::debug!(%why, "AK/SK verification failed");
-    Some(gateway_error(
-        "APIGW.0301",
-        &format!("Incorrect IAM authentication information: {why}"),
-    ))
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }

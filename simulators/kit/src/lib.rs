@@ -1,8 +1,10 @@
 //! What every Capstan cloud simulator needs, and nothing of any cloud's client: a throwaway CA
 //! with server certificates ([`tls`]) and HTTPS servers for axum routers that stop cleanly
-//! ([`Server`]). Simulators never import a provider's client code: a simulator that shares the
+//! ([`Server`]), and fault machinery ([`faults`]: seeded randomness, fail-next counters, a
+//! token bucket). Simulators never import a provider's client code: a simulator that shares the
 //! client's helpers cannot catch the client's bugs.
 
+pub mod faults;
 pub mod tls;
 
 /// Lowercase hex of `bytes` (digests and signatures as clouds write them). The simulators' own,
