@@ -52,6 +52,23 @@ pub enum Mode {
     NodesOnly,
 }
 
+/// Who serves a workload cluster's `controlPlaneEndpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointMode {
+    /// The control-plane node holds the endpoint address itself (kube-vip style, as on DCS):
+    /// `kubeadm init` serves the API server on the endpoint, which must be 127.0.0.1.
+    #[default]
+    Vip,
+    /// A cloud load balancer fronts the endpoint (an HCS ELB VIP): the API server binds the
+    /// VM's first IP (a 127.0.0.0/8 address) on the endpoint's port with serving SANs for both
+    /// the endpoint host and that IP. The cluster is still known by the endpoint `host:port`
+    /// and kubeconfigs and joins use the endpoint, i.e. they go through the load balancer; the
+    /// initialising node's own kubelet registers through its local API server (kubeadm's
+    /// `ControlPlaneKubeletLocalMode`), as nothing routes the endpoint to it before the
+    /// provider has made it a member.
+    LoadBalanced,
+}
+
 #[derive(Debug, Clone)]
 pub struct GuestOptions {
     /// Per-VM root directories and workload-cluster data live here.
@@ -61,6 +78,7 @@ pub struct GuestOptions {
     pub boot_delay: Duration,
     /// kubeadm join's discovery and TLS-bootstrap timeout (kubeadm's default is 5 minutes).
     pub join_timeout: Duration,
+    pub endpoint: EndpointMode,
 }
 
 impl GuestOptions {
@@ -70,6 +88,7 @@ impl GuestOptions {
             mode: Mode::Full,
             boot_delay: Duration::ZERO,
             join_timeout: Duration::from_secs(300),
+            endpoint: EndpointMode::Vip,
         }
     }
 }

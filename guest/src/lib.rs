@@ -10,4 +10,6 @@ mod host;
 pub mod kubeadm;
 pub mod nocloud;
 
-pub use host::{BootContext, ClusterView, Clusters, Datasource, GuestOptions, GuestStatus, Guests, Mode, VmInfo};
+pub use host::{
+    BootContext, ClusterView, Clusters, Datasource, EndpointMode, GuestOptions, GuestStatus, Guests, Mode, VmInfo,
+};

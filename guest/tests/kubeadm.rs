@@ -189,6 +189,7 @@ fn guests(state: &Path, mode: Mode, join_timeout: Duration) -> Guests {
         mode,
         boot_delay: Duration::ZERO,
         join_timeout,
+        endpoint: capstan_guest::EndpointMode::Vip,
     })
 }
 

@@ -50,8 +50,11 @@ impl std::fmt::Debug for SuppliedPki {
 pub struct PlaneOptions {
     /// Extra kube-apiserver flags, e.g. `--enable-bootstrap-token-auth`.
     pub extra_args: Vec<String>,
-    /// Port on 127.0.0.1 for the API server; `None` picks a free one.
+    /// Port on the bind address for the API server; `None` picks a free one.
     pub port: Option<u16>,
+    /// Loopback address the API server binds and advertises (and its URL names); `None` is
+    /// 127.0.0.1. Simulated VMs behind a cloud load balancer serve on their own address.
+    pub bind_address: Option<std::net::Ipv4Addr>,
     /// Keys to use; `None` generates a throwaway CA and service-account key.
     pub pki: Option<SuppliedPki>,
     /// Where to keep data and logs; `None` makes a temporary directory (memory-backed when
@@ -152,14 +155,15 @@ impl LocalPlane {
         let (etcd, etcd_url) = start_etcd(&etcd_bin, dir.path())?;
 
         let port = opts.port.unwrap_or_else(free_port);
+        let bind = opts.bind_address.unwrap_or(std::net::Ipv4Addr::LOCALHOST).to_string();
         let mut cmd = Command::new(&apiserver_bin);
         cmd.args([
             "--etcd-servers",
             &etcd_url,
             "--bind-address",
-            "127.0.0.1",
+            &bind,
             "--advertise-address",
-            "127.0.0.1",
+            &bind,
             "--secure-port",
             &port.to_string(),
             "--tls-cert-file",
@@ -203,7 +207,7 @@ impl LocalPlane {
         cmd.args(&opts.extra_args);
         let apiserver = ChildGuard::spawn("kube-apiserver", cmd, &dir.path().join("kube-apiserver.log"))?;
 
-        let url = format!("https://127.0.0.1:{port}");
+        let url = format!("https://{bind}:{port}");
         let kubeconfig_path = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig_path, kubeconfig_yaml(&url, &pki.ca_pem, &admin_token, None))?;
         let env = LocalPlane {

@@ -30,8 +30,11 @@ pub struct ControlPlaneKeys {
 }
 
 pub struct WorkloadCluster {
-    /// `host:port` it serves on.
+    /// `host:port` it serves on (its controlPlaneEndpoint).
     pub endpoint: String,
+    /// `address:port` the API server binds when that is not the endpoint (a load balancer
+    /// fronts the endpoint).
+    local: Option<String>,
     pub kubernetes_version: String,
     pub ca: ClusterCa,
     /// `None` in nodes-only mode.
@@ -61,6 +64,7 @@ impl WorkloadCluster {
     pub fn recorded(endpoint: String, kubernetes_version: String, ca: ClusterCa) -> Self {
         WorkloadCluster {
             endpoint,
+            local: None,
             kubernetes_version,
             ca,
             plane: None,
@@ -71,11 +75,13 @@ impl WorkloadCluster {
         }
     }
 
-    /// Starts the control plane on `host:port` (a loopback address) and runs kubeadm's
-    /// post-start phases.
+    /// Starts the control plane on `host:port` (a loopback address), or on `bind:port` when a
+    /// load balancer fronts `host:port`, and runs kubeadm's post-start phases.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         host: &str,
         port: u16,
+        bind: Option<std::net::Ipv4Addr>,
         kubernetes_version: String,
         cluster_configuration_yaml: String,
         keys: ControlPlaneKeys,
@@ -90,13 +96,16 @@ impl WorkloadCluster {
                 "--allow-privileged=true".into(),
             ],
             port: Some(port),
+            bind_address: bind,
             pki: Some(SuppliedPki {
                 ca_cert_pem: keys.ca.cert_pem.clone(),
                 ca_key_pem: keys.ca_key_pem.clone(),
                 sa_key_pem: keys.sa_key_pem,
                 sa_pub_pem: keys.sa_pub_pem,
                 front_proxy_ca_pem: Some(keys.front_proxy_ca_pem),
-                extra_sans: vec![host.to_string()],
+                extra_sans: std::iter::once(host.to_string())
+                    .chain(bind.map(|b| b.to_string()))
+                    .collect(),
             }),
             dir: Some(dir.clone()),
             // The image's version: a node asking for a version the test bed has not built fails
@@ -113,6 +122,7 @@ impl WorkloadCluster {
         let signer = tokio::spawn(bootstrap_signer(admin.clone()));
         Ok(WorkloadCluster {
             endpoint,
+            local: bind.map(|b| format!("{b}:{port}")),
             kubernetes_version,
             ca: keys.ca,
             plane: Some(Mutex::new(plane)),
@@ -125,6 +135,12 @@ impl WorkloadCluster {
 
     pub fn server(&self) -> String {
         format!("https://{}", self.endpoint)
+    }
+
+    /// The API server as the control-plane node reaches it locally: the endpoint, unless a
+    /// load balancer fronts it.
+    pub fn local_server(&self) -> String {
+        format!("https://{}", self.local.as_deref().unwrap_or(&self.endpoint))
     }
 
     /// Admin access, as `/etc/kubernetes/admin.conf` gives a control-plane node.

@@ -83,9 +83,16 @@ fn refs(w: &World, s: &Value) -> Result<(SimFlavor, SimImage, String), Fault> {
 fn network(w: &World, s: &Value) -> Result<(String, String, Option<Ipv4Addr>), Fault> {
     let vpc_id = str_of(s, "vpcid").unwrap_or_default();
     if !w.config.vpcs.iter().any(|v| v.id == vpc_id) {
-        return Err(bad_request(Family::Ecs, "0009", format!("vpc {vpc_id:?} does not exist")));
+        return Err(bad_request(
+            Family::Ecs,
+            "0009",
+            format!("vpc {vpc_id:?} does not exist"),
+        ));
     }
-    let nics = s["nics"].as_array().filter(|n| !n.is_empty()).ok_or_else(|| illegal("nics is required"))?;
+    let nics = s["nics"]
+        .as_array()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| illegal("nics is required"))?;
     if nics.len() > 1 {
         return Err(illegal("the simulator supports one NIC per server"));
     }
@@ -96,10 +103,18 @@ fn network(w: &World, s: &Value) -> Result<(String, String, Option<Ipv4Addr>), F
         } else {
             ""
         };
-        bad_request(Family::Ecs, "0009", format!("subnet {subnet_id:?} does not exist{hint}"))
+        bad_request(
+            Family::Ecs,
+            "0009",
+            format!("subnet {subnet_id:?} does not exist{hint}"),
+        )
     })?;
     if subnet.vpc_id != vpc_id {
-        return Err(bad_request(Family::Ecs, "0009", format!("subnet {subnet_id} is not in vpc {vpc_id}")));
+        return Err(bad_request(
+            Family::Ecs,
+            "0009",
+            format!("subnet {subnet_id} is not in vpc {vpc_id}"),
+        ));
     }
     let ip = match str_of(&nics[0], "ip_address") {
         None => None,
@@ -112,7 +127,9 @@ fn network(w: &World, s: &Value) -> Result<(String, String, Option<Ipv4Addr>), F
 }
 
 fn user_data(s: &Value) -> Result<Option<String>, Fault> {
-    let Some(raw) = str_of(s, "user_data") else { return Ok(None) };
+    let Some(raw) = str_of(s, "user_data") else {
+        return Ok(None);
+    };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(raw)
         .map_err(|_| illegal("user_data is not valid base64"))?;
@@ -128,7 +145,9 @@ fn user_data(s: &Value) -> Result<Option<String>, Fault> {
 fn volume(v: &Value, what: &str, min: u64) -> Result<(String, u64), Fault> {
     let kind = str_of(v, "volumetype").unwrap_or_default();
     if !VOLUME_TYPES.contains(&kind) {
-        return Err(illegal(format!("{what}.volumetype {kind:?} is not one of {VOLUME_TYPES:?}")));
+        return Err(illegal(format!(
+            "{what}.volumetype {kind:?} is not one of {VOLUME_TYPES:?}"
+        )));
     }
     let size = v["size"].as_u64().unwrap_or(0);
     if !(min..=32768).contains(&size) {
@@ -151,7 +170,10 @@ fn volumes(s: &Value, image: &SimImage) -> Result<Vec<(String, u64)>, Fault> {
 /// `server_tags` [{key, value}], plus the legacy `tags` ["key.value"].
 fn tags(s: &Value) -> Vec<(String, String)> {
     let modern = s["server_tags"].as_array().into_iter().flatten().filter_map(|t| {
-        Some((t["key"].as_str()?.to_string(), t["value"].as_str().unwrap_or("").to_string()))
+        Some((
+            t["key"].as_str()?.to_string(),
+            t["value"].as_str().unwrap_or("").to_string(),
+        ))
     });
     let legacy = s["tags"].as_array().into_iter().flatten().filter_map(|t| {
         let (k, v) = t.as_str()?.split_once('.')?;
@@ -200,14 +222,24 @@ fn check_quota(w: &World, flavor: &SimFlavor) -> Result<(), Fault> {
     let short = if n + 1 > q.instances {
         Some(format!("instances (used {n}, quota {})", q.instances))
     } else if cores + u64::from(flavor.vcpus) > q.cores {
-        Some(format!("cores (used {cores}, requested {}, quota {})", flavor.vcpus, q.cores))
+        Some(format!(
+            "cores (used {cores}, requested {}, quota {})",
+            flavor.vcpus, q.cores
+        ))
     } else if ram + flavor.ram_mib > q.ram_mib {
-        Some(format!("ram (used {ram} MiB, requested {} MiB, quota {} MiB)", flavor.ram_mib, q.ram_mib))
+        Some(format!(
+            "ram (used {ram} MiB, requested {} MiB, quota {} MiB)",
+            flavor.ram_mib, q.ram_mib
+        ))
     } else {
         None
     };
     match short {
-        Some(which) => Err(bad_request(Family::Ecs, "0001", format!("Insufficient ECS quota: {which}"))),
+        Some(which) => Err(bad_request(
+            Family::Ecs,
+            "0001",
+            format!("Insufficient ECS quota: {which}"),
+        )),
         None => Ok(()),
     }
 }
@@ -321,14 +353,17 @@ fn schedule_build(sh: &Sh, w: &World, id: &str, job: &str, power_on: bool, fail:
     after(sh, Duration::ZERO, move |w, _| w.job_running(&j));
     let (id, job) = (id.to_string(), job.to_string());
     after(sh, build, move |w, sh| {
-        let Some(s) = w.servers.get_mut(&id).filter(|s| s.epoch == 0) else { return };
+        let Some(s) = w.servers.get_mut(&id).filter(|s| s.epoch == 0) else {
+            return;
+        };
         if fail {
             s.status = "ERROR";
             s.vm_state = "error";
             s.task_state = "";
             s.updated = now_string();
             after(sh, rollback, move |w, _| {
-                let reason = "Simulated failure: not enough resources in the availability zone; the server was rolled back";
+                let reason =
+                    "Simulated failure: not enough resources in the availability zone; the server was rolled back";
                 w.finish_sub_job(&job, &id, Some(("Ecs.0010", reason.to_string())));
                 w.remove_server(&id, true);
             });

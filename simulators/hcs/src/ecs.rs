@@ -94,7 +94,12 @@ pub(crate) async fn list_servers(State(sh): State<Sh>, Path(pid): Path<String>, 
             .collect();
         let offset: usize = req.query("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
         let limit: usize = req.query("limit").and_then(|o| o.parse().ok()).unwrap_or(1000);
-        let page: Vec<Value> = found.iter().skip(offset).take(limit).map(|s| w.server_json(s)).collect();
+        let page: Vec<Value> = found
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|s| w.server_json(s))
+            .collect();
         ok(json!({"count": found.len(), "servers": page, "servers_links": []}))
     })
 }

@@ -27,7 +27,12 @@ pub(crate) fn invalid(message: impl Into<String>) -> Fault {
 }
 
 pub(crate) fn missing(kind: &str, id: &str) -> Fault {
-    fault(StatusCode::NOT_FOUND, Family::Elb, "8904", format!("{kind} {id} could not be found."))
+    fault(
+        StatusCode::NOT_FOUND,
+        Family::Elb,
+        "8904",
+        format!("{kind} {id} could not be found."),
+    )
 }
 
 pub(crate) fn conflict(code: &str, message: impl Into<String>) -> Fault {
@@ -47,16 +52,23 @@ pub(crate) fn text(v: &Value, key: &str) -> Option<String> {
 fn vip(w: &mut World, subnet_id: &str, asked: Option<String>) -> Result<Ipv4Addr, Fault> {
     match asked {
         Some(a) => {
-            let ip: Ipv4Addr = a.parse().map_err(|_| invalid(format!("vip_address {a:?} is not IPv4")))?;
+            let ip: Ipv4Addr = a
+                .parse()
+                .map_err(|_| invalid(format!("vip_address {a:?} is not IPv4")))?;
             w.check_fixed_ip(subnet_id, ip).map_err(|why| {
                 let code = if why.contains("in use") { "8903" } else { "8902" };
                 fault(StatusCode::BAD_REQUEST, Family::Elb, code, why)
             })?;
             Ok(ip)
         }
-        None => w
-            .allocate_ip(subnet_id)
-            .ok_or_else(|| fault(StatusCode::BAD_REQUEST, Family::Elb, "8903", "the subnet has no free address")),
+        None => w.allocate_ip(subnet_id).ok_or_else(|| {
+            fault(
+                StatusCode::BAD_REQUEST,
+                Family::Elb,
+                "8903",
+                "the subnet has no free address",
+            )
+        }),
     }
 }
 
@@ -70,7 +82,12 @@ fn create_lb(sh: &Sh, v: &Value) -> Answer {
         } else {
             ""
         };
-        fault(StatusCode::BAD_REQUEST, Family::Elb, "8902", format!("subnet {neutron:?} not found{hint}"))
+        fault(
+            StatusCode::BAD_REQUEST,
+            Family::Elb,
+            "8902",
+            format!("subnet {neutron:?} not found{hint}"),
+        )
     })?;
     let ip = vip(&mut w, &subnet.id, text(b, "vip_address"))?;
     let id = w.rng.uuid();
@@ -115,7 +132,11 @@ pub(crate) async fn lb_list(State(sh): State<Sh>, Path(pid): Path<String>, req: 
             .lbs
             .values()
             .filter(|l| {
-                let fields = [("id", l.id.clone()), ("name", l.name.clone()), ("vip_address", l.vip.to_string())];
+                let fields = [
+                    ("id", l.id.clone()),
+                    ("name", l.name.clone()),
+                    ("vip_address", l.vip.to_string()),
+                ];
                 filter(&q, &fields)
             })
             .map(|l| w.elb.lb_json(l, &pid))
@@ -147,7 +168,10 @@ pub(crate) async fn lb_delete(State(sh): State<Sh>, Path((pid, id)): Path<(Strin
             return Err(missing("Loadbalancer", &id));
         }
         if w.elb.listeners.values().any(|x| x.lb_id == id) || w.elb.pools.values().any(|p| p.lb_id == id) {
-            Err(conflict("8907", format!("Loadbalancer {id} still has listeners or pools.")))
+            Err(conflict(
+                "8907",
+                format!("Loadbalancer {id} still has listeners or pools."),
+            ))
         } else {
             w.elb.lbs.remove(&id);
             no_content()
@@ -171,21 +195,30 @@ fn create_listener(sh: &Sh, v: &Value) -> Answer {
     let mut w = sh.lock();
     let lb = w.elb.lbs.get(&lb_id).ok_or_else(|| missing("Loadbalancer", &lb_id))?;
     if lb.provisioning_status != "ACTIVE" {
-        return Err(conflict("8907", format!("Loadbalancer {lb_id} is {}; wait for ACTIVE.", lb.provisioning_status)));
+        return Err(conflict(
+            "8907",
+            format!("Loadbalancer {lb_id} is {}; wait for ACTIVE.", lb.provisioning_status),
+        ));
     }
     let vip = lb.vip;
     if w.elb.listeners.values().any(|x| x.lb_id == lb_id && x.port == port) {
-        return Err(conflict("8906", format!("Loadbalancer {lb_id} already has a listener on port {port}.")));
+        return Err(conflict(
+            "8906",
+            format!("Loadbalancer {lb_id} already has a listener on port {port}."),
+        ));
     }
     let default_pool_id = text(b, "default_pool_id");
     if let Some(p) = &default_pool_id {
         let pool = w.elb.pools.get(p).ok_or_else(|| missing("Pool", p))?;
         if pool.listener_id.is_some() || pool.lb_id != lb_id {
-            return Err(conflict("8906", format!("Pool {p} is used by another listener or load balancer.")));
+            return Err(conflict(
+                "8906",
+                format!("Pool {p} is used by another listener or load balancer."),
+            ));
         }
     }
-    let socket = crate::forward::bind(vip, port)
-        .map_err(|e| conflict("8906", format!("cannot listen on {vip}:{port}: {e}")))?;
+    let socket =
+        crate::forward::bind(vip, port).map_err(|e| conflict("8906", format!("cannot listen on {vip}:{port}: {e}")))?;
     let id = w.rng.uuid();
     if let Some(p) = default_pool_id.as_ref().and_then(|p| w.elb.pools.get_mut(p)) {
         p.listener_id = Some(id.clone());
@@ -243,7 +276,11 @@ pub(crate) async fn listener_get(State(sh): State<Sh>, Path((pid, id)): Path<(St
     })
 }
 
-pub(crate) async fn listener_delete(State(sh): State<Sh>, Path((pid, id)): Path<(String, String)>, req: Req) -> Response {
+pub(crate) async fn listener_delete(
+    State(sh): State<Sh>,
+    Path((pid, id)): Path<(String, String)>,
+    req: Req,
+) -> Response {
     guarded!(sh, "delete_listener", Family::Elb, Some(&pid), req, {
         let mut w = sh.lock();
         let x = w.elb.listeners.get(&id).ok_or_else(|| missing("Listener", &id))?;

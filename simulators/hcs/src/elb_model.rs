@@ -173,8 +173,10 @@ impl Elb {
                 .members
                 .values()
                 .filter(|m| m.pool_id == p.id)
-                .map(|m| json!({"id": m.id, "name": m.name, "address": m.address.to_string(), "protocol_port": m.port,
-                                 "provisioning_status": "ACTIVE", "operating_status": m.status}))
+                .map(|m| {
+                    json!({"id": m.id, "name": m.name, "address": m.address.to_string(), "protocol_port": m.port,
+                                 "provisioning_status": "ACTIVE", "operating_status": m.status})
+                })
                 .collect();
             let hm = self
                 .monitor_of(&p.id)

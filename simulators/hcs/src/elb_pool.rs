@@ -71,7 +71,10 @@ pub(crate) async fn pool_delete(State(sh): State<Sh>, Path((pid, id)): Path<(Str
             return Err(missing("Pool", &id));
         }
         if w.elb.members.values().any(|m| m.pool_id == id) || w.elb.monitor_of(&id).is_some() {
-            return Err(conflict("8907", format!("Pool {id} still has members or a health monitor.")));
+            return Err(conflict(
+                "8907",
+                format!("Pool {id} still has members or a health monitor."),
+            ));
         }
         if let Some(p) = w.elb.pools.remove(&id)
             && let Some(l) = p.listener_id.and_then(|l| w.elb.listeners.get_mut(&l))
@@ -95,7 +98,12 @@ fn new_member(w: &mut World, pool_id: &str, b: &Value) -> Result<Member, Fault> 
     let subnet_cidr_id = text(b, "subnet_cidr_id")
         .ok_or_else(|| invalid("subnet_cidr_id is required (IP-as-a-backend is not enabled)"))?;
     let subnet = w.subnet_by_neutron(&subnet_cidr_id).ok_or_else(|| {
-        fault(StatusCode::BAD_REQUEST, Family::Elb, "8902", format!("subnet {subnet_cidr_id:?} not found"))
+        fault(
+            StatusCode::BAD_REQUEST,
+            Family::Elb,
+            "8902",
+            format!("subnet {subnet_cidr_id:?} not found"),
+        )
     })?;
     if !subnet.cidr.contains(ip) {
         return Err(fault(
@@ -105,8 +113,15 @@ fn new_member(w: &mut World, pool_id: &str, b: &Value) -> Result<Member, Fault> 
             format!("address {ip} is not in subnet {}", subnet.cidr),
         ));
     }
-    if w.elb.members.values().any(|m| m.pool_id == pool_id && m.address == ip && m.port == port) {
-        return Err(conflict("8906", format!("Pool {pool_id} already has member {ip}:{port}.")));
+    if w.elb
+        .members
+        .values()
+        .any(|m| m.pool_id == pool_id && m.address == ip && m.port == port)
+    {
+        return Err(conflict(
+            "8906",
+            format!("Pool {pool_id} already has member {ip}:{port}."),
+        ));
     }
     let monitored = w.elb.monitor_of(pool_id).is_some();
     w.elb.seq += 1;
@@ -142,7 +157,11 @@ fn create_member(sh: &Sh, pool_id: &str, v: &Value) -> Answer {
     created(json!({"member": w.elb.member_json(&w.elb.members[&id], &pid)}))
 }
 
-pub(crate) async fn member_create(State(sh): State<Sh>, Path((pid, pool)): Path<(String, String)>, req: Req) -> Response {
+pub(crate) async fn member_create(
+    State(sh): State<Sh>,
+    Path((pid, pool)): Path<(String, String)>,
+    req: Req,
+) -> Response {
     guarded!(sh, "create_member", Family::Elb, Some(&pid), req, {
         let v = req.json(Family::Elb)?;
         create_member(&sh, &pool, &v)
@@ -184,7 +203,12 @@ pub(crate) async fn member_get(
 ) -> Response {
     guarded!(sh, "get_member", Family::Elb, Some(&pid), req, {
         let w = sh.lock();
-        let m = w.elb.members.get(&id).filter(|m| m.pool_id == pool).ok_or_else(|| missing("Member", &id))?;
+        let m = w
+            .elb
+            .members
+            .get(&id)
+            .filter(|m| m.pool_id == pool)
+            .ok_or_else(|| missing("Member", &id))?;
         ok(json!({"member": w.elb.member_json(m, &pid)}))
     })
 }
@@ -196,7 +220,7 @@ pub(crate) async fn member_delete(
 ) -> Response {
     guarded!(sh, "delete_member", Family::Elb, Some(&pid), req, {
         let mut w = sh.lock();
-        if !w.elb.members.get(&id).is_some_and(|m| m.pool_id == pool) {
+        if w.elb.members.get(&id).is_none_or(|m| m.pool_id != pool) {
             return Err(missing("Member", &id));
         }
         w.elb.members.remove(&id);
@@ -224,11 +248,19 @@ fn create_monitor(sh: &Sh, v: &Value) -> Answer {
         return Err(missing("Pool", &pool_id));
     }
     if w.elb.monitor_of(&pool_id).is_some() {
-        return Err(conflict("8906", format!("Pool {pool_id} already has a health monitor.")));
+        return Err(conflict(
+            "8906",
+            format!("Pool {pool_id} already has a health monitor."),
+        ));
     }
     let monitor_port = match b["monitor_port"].as_u64() {
         None => None,
-        Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| invalid("monitor_port must be 1..65535"))?),
+        Some(p) => Some(
+            u16::try_from(p)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| invalid("monitor_port must be 1..65535"))?,
+        ),
     };
     let id = w.rng.uuid();
     let monitor = Monitor {
@@ -266,7 +298,11 @@ pub(crate) async fn monitor_list(State(sh): State<Sh>, Path(pid): Path<String>, 
             .monitors
             .values()
             .filter(|m| {
-                let fields = [("id", m.id.clone()), ("name", m.name.clone()), ("pool_id", m.pool_id.clone())];
+                let fields = [
+                    ("id", m.id.clone()),
+                    ("name", m.name.clone()),
+                    ("pool_id", m.pool_id.clone()),
+                ];
                 filter(&q, &fields)
             })
             .map(|m| w.elb.monitor_json(m, &pid))
@@ -283,10 +319,18 @@ pub(crate) async fn monitor_get(State(sh): State<Sh>, Path((pid, id)): Path<(Str
     })
 }
 
-pub(crate) async fn monitor_delete(State(sh): State<Sh>, Path((pid, id)): Path<(String, String)>, req: Req) -> Response {
+pub(crate) async fn monitor_delete(
+    State(sh): State<Sh>,
+    Path((pid, id)): Path<(String, String)>,
+    req: Req,
+) -> Response {
     guarded!(sh, "delete_healthmonitor", Family::Elb, Some(&pid), req, {
         let mut w = sh.lock();
-        let m = w.elb.monitors.remove(&id).ok_or_else(|| missing("Healthmonitor", &id))?;
+        let m = w
+            .elb
+            .monitors
+            .remove(&id)
+            .ok_or_else(|| missing("Healthmonitor", &id))?;
         for member in w.elb.members.values_mut().filter(|x| x.pool_id == m.pool_id) {
             member.status = "NO_MONITOR";
             member.fails = 0;

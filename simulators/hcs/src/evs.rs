@@ -26,7 +26,12 @@ pub(crate) fn volume_json(v: &Volume) -> Value {
 }
 
 fn missing(id: &str) -> Fault {
-    fault(StatusCode::NOT_FOUND, Family::Evs, "2001", format!("Volume {id} could not be found."))
+    fault(
+        StatusCode::NOT_FOUND,
+        Family::Evs,
+        "2001",
+        format!("Volume {id} could not be found."),
+    )
 }
 
 pub(crate) async fn list_volumes(State(sh): State<Sh>, Path(pid): Path<String>, req: Req) -> Response {
@@ -36,7 +41,11 @@ pub(crate) async fn list_volumes(State(sh): State<Sh>, Path(pid): Path<String>, 
         let volumes: Vec<Value> = w
             .volumes
             .values()
-            .filter(|v| server.as_ref().is_none_or(|s| v.attachment.as_ref().is_some_and(|a| a.0 == *s)))
+            .filter(|v| {
+                server
+                    .as_ref()
+                    .is_none_or(|s| v.attachment.as_ref().is_some_and(|a| a.0 == *s))
+            })
             .map(volume_json)
             .collect();
         ok(json!({"count": volumes.len(), "volumes": volumes}))

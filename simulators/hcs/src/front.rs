@@ -72,10 +72,7 @@ impl IntoResponse for Fault {
 
 pub(crate) fn request_id() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    format!(
-        "sim-{:016x}",
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+    format!("sim-{:016x}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 /// The API gateway's own error shape (`error_code`/`error_msg`), e.g. throttling.
@@ -213,7 +210,13 @@ pub(crate) async fn enter(sh: &Sh, op: &str, family: Family, pid: Option<&str>, 
     if capstan_simkit::faults::take_fail_next(&mut w.knobs.fail_next, op) || w.rng.roll(error_rate) {
         sh.calls.record("injected_error");
         let code = if family == Family::Elb { "0001" } else { "0002" };
-        return Err(fault(StatusCode::INTERNAL_SERVER_ERROR, family, code, "Simulated internal error.").into_response());
+        return Err(fault(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            family,
+            code,
+            "Simulated internal error.",
+        )
+        .into_response());
     }
     Ok(())
 }

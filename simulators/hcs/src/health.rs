@@ -28,7 +28,12 @@ fn plan(sh: &Sh, monitor_id: &str, only: Option<&str>) -> Option<Round> {
         .members
         .values()
         .filter(|x| x.pool_id == m.pool_id && only.is_none_or(|id| x.id == id))
-        .map(|x| (x.id.clone(), SocketAddr::from((x.address, m.monitor_port.unwrap_or(x.port)))))
+        .map(|x| {
+            (
+                x.id.clone(),
+                SocketAddr::from((x.address, m.monitor_port.unwrap_or(x.port))),
+            )
+        })
         .collect();
     Some(Round {
         interval,
@@ -46,7 +51,9 @@ fn record(sh: &Sh, monitor_id: &str, member_id: &str, up: bool) {
     let Some(max) = w.elb.monitors.get(monitor_id).map(|m| m.max_retries) else {
         return;
     };
-    let Some(m) = w.elb.members.get_mut(member_id) else { return };
+    let Some(m) = w.elb.members.get_mut(member_id) else {
+        return;
+    };
     if up {
         m.fails = 0;
         m.status = "ONLINE";

@@ -96,7 +96,15 @@ pub(crate) fn refused(sh: &Sh, req: &Req) -> Option<Response> {
         sh.calls.record("auth_failed");
         return Some(unauthorized());
     }
-    let why = aksk::verify(&w.config, req.method.as_str(), &req.uri, &req.headers, &req.body, chrono::Utc::now()).err()?;
+    let why = aksk::verify(
+        &w.config,
+        req.method.as_str(),
+        &req.uri,
+        &req.headers,
+        &req.body,
+        chrono::Utc::now(),
+    )
+    .err()?;
     sh.calls.record("auth_failed");
     tracing::debug!(%why, "AK/SK verification failed");
     Some(gateway(

@@ -85,7 +85,11 @@ impl World {
     /// last sub-job does, failed if any failed.
     pub fn finish_sub_job(&mut self, id: &str, server_id: &str, failure: Option<(&str, String)>) {
         let Some(j) = self.jobs.get_mut(id) else { return };
-        for s in j.sub_jobs.iter_mut().filter(|s| s.server_id == server_id && s.end_time.is_none()) {
+        for s in j
+            .sub_jobs
+            .iter_mut()
+            .filter(|s| s.server_id == server_id && s.end_time.is_none())
+        {
             s.status = if failure.is_some() { "FAIL" } else { "SUCCESS" };
             s.error_code = failure.as_ref().map(|(c, _)| c.to_string());
             s.fail_reason = failure.as_ref().map(|(_, r)| r.clone());

@@ -61,7 +61,9 @@ impl World {
 
     /// The server stops as if it crashed: no job, the guest is off.
     pub fn stop_outside(&mut self, id: &str) -> bool {
-        let Some(s) = self.servers.get_mut(id) else { return false };
+        let Some(s) = self.servers.get_mut(id) else {
+            return false;
+        };
         s.status = "SHUTOFF";
         s.vm_state = "stopped";
         s.task_state = "";
@@ -81,7 +83,9 @@ fn delete(sh: &Sh, body: &Value) -> Answer {
     for id in ids {
         let job = job.clone();
         let Some(s) = w.servers.get_mut(&id) else {
-            after(sh, Duration::ZERO, move |w, _| w.finish_sub_job(&job, &id, not_found(&id)));
+            after(sh, Duration::ZERO, move |w, _| {
+                w.finish_sub_job(&job, &id, not_found(&id))
+            });
             continue;
         };
         s.task_state = "deleting";
@@ -117,7 +121,12 @@ fn begin(w: &mut World, action: Action, id: &str, hard: bool) -> Result<Option<D
         return Err(not_found(id).expect("some"));
     };
     let busy = !s.task_state.is_empty() || matches!(s.status, "BUILD" | "ERROR" | "REBOOT" | "HARD_REBOOT");
-    let conflict = || ("Ecs.0103", format!("Instance[{id}] is in state {} ({}).", s.status, s.task_state));
+    let conflict = || {
+        (
+            "Ecs.0103",
+            format!("Instance[{id}] is in state {} ({}).", s.status, s.task_state),
+        )
+    };
     match (action, s.status) {
         _ if busy => Err(conflict()),
         (Action::Start, "ACTIVE") | (Action::Stop, "SHUTOFF") => Ok(None),
@@ -143,7 +152,11 @@ fn begin(w: &mut World, action: Action, id: &str, hard: bool) -> Result<Option<D
 /// The action's end on one server (unless something else changed it meanwhile).
 fn complete(w: &mut World, action: Action, id: &str, epoch: u64, job: &str) {
     let Some(s) = w.servers.get_mut(id).filter(|s| s.epoch == epoch) else {
-        w.finish_sub_job(job, id, Some(("Ecs.0103", format!("Instance[{id}] changed state meanwhile."))));
+        w.finish_sub_job(
+            job,
+            id,
+            Some(("Ecs.0103", format!("Instance[{id}] changed state meanwhile."))),
+        );
         return;
     };
     let on = action != Action::Stop;
@@ -177,7 +190,9 @@ fn action(sh: &Sh, body: &Value) -> Answer {
         let job = job.clone();
         let delay = match begin(&mut w, action, &id, hard) {
             Err(failure) => {
-                after(sh, Duration::ZERO, move |w, _| w.finish_sub_job(&job, &id, Some(failure)));
+                after(sh, Duration::ZERO, move |w, _| {
+                    w.finish_sub_job(&job, &id, Some(failure))
+                });
                 continue;
             }
             Ok(None) => Duration::ZERO,

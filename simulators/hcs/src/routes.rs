@@ -21,12 +21,27 @@ fn ecs_routes(r: Router<Sh>, v: &str) -> Router<Sh> {
 fn elb_routes(r: Router<Sh>) -> Router<Sh> {
     let b = "/v3/{pid}/elb";
     r.route(&format!("{b}/loadbalancers"), post(elb::lb_create).get(elb::lb_list))
-        .route(&format!("{b}/loadbalancers/{{id}}"), get(elb::lb_get).delete(elb::lb_delete))
+        .route(
+            &format!("{b}/loadbalancers/{{id}}"),
+            get(elb::lb_get).delete(elb::lb_delete),
+        )
         .route(&format!("{b}/loadbalancers/{{id}}/statuses"), get(elb::lb_statuses))
-        .route(&format!("{b}/listeners"), post(elb::listener_create).get(elb::listener_list))
-        .route(&format!("{b}/listeners/{{id}}"), get(elb::listener_get).delete(elb::listener_delete))
-        .route(&format!("{b}/pools"), post(elb_pool::pool_create).get(elb_pool::pool_list))
-        .route(&format!("{b}/pools/{{id}}"), get(elb_pool::pool_get).delete(elb_pool::pool_delete))
+        .route(
+            &format!("{b}/listeners"),
+            post(elb::listener_create).get(elb::listener_list),
+        )
+        .route(
+            &format!("{b}/listeners/{{id}}"),
+            get(elb::listener_get).delete(elb::listener_delete),
+        )
+        .route(
+            &format!("{b}/pools"),
+            post(elb_pool::pool_create).get(elb_pool::pool_list),
+        )
+        .route(
+            &format!("{b}/pools/{{id}}"),
+            get(elb_pool::pool_get).delete(elb_pool::pool_delete),
+        )
         .route(
             &format!("{b}/pools/{{pool}}/members"),
             post(elb_pool::member_create).get(elb_pool::member_list),
@@ -55,7 +70,10 @@ pub(crate) fn router(shared: Sh) -> Router {
         .route("/v1/vpcs/{id}", get(catalog::get_vpc_global))
         .route("/v1/{pid}/vpcs/{id}", get(catalog::get_vpc))
         .route("/v2/{pid}/cloudvolumes/detail", get(evs::list_volumes))
-        .route("/v2/{pid}/cloudvolumes/{id}", get(evs::get_volume).delete(evs::delete_volume));
+        .route(
+            "/v2/{pid}/cloudvolumes/{id}",
+            get(evs::get_volume).delete(evs::delete_volume),
+        );
     let r = ecs_routes(ecs_routes(r, "v1"), "v1.1");
     elb_routes(r).fallback(|| async { iam::not_found() }).with_state(shared)
 }

@@ -163,12 +163,13 @@ impl World {
 
     /// Addresses of the subnet held by servers and load balancers.
     pub fn used_ips(&self, subnet_id: &str) -> HashSet<Ipv4Addr> {
-        let servers = self
-            .servers
+        let servers = self.servers.values().filter(|s| s.subnet_id == subnet_id).map(|s| s.ip);
+        let vips = self
+            .elb
+            .lbs
             .values()
-            .filter(|s| s.subnet_id == subnet_id)
-            .map(|s| s.ip);
-        let vips = self.elb.lbs.values().filter(|l| l.subnet_id == subnet_id).map(|l| l.vip);
+            .filter(|l| l.subnet_id == subnet_id)
+            .map(|l| l.vip);
         servers.chain(vips).collect()
     }
 
@@ -195,7 +196,10 @@ impl World {
         };
         let (lo, hi) = subnet.cidr.assignable();
         if !subnet.cidr.contains(ip) || !(lo..=hi).contains(&u32::from(ip)) {
-            return Err(format!("ip_address {ip} is not an assignable address of subnet {}", subnet.cidr));
+            return Err(format!(
+                "ip_address {ip} is not an assignable address of subnet {}",
+                subnet.cidr
+            ));
         }
         if self.used_ips(subnet_id).contains(&ip) {
             return Err(format!("ip_address {ip} is already in use"));
@@ -205,7 +209,12 @@ impl World {
 
     pub fn new_mac(&mut self) -> String {
         let n = self.rng.next_u64();
-        format!("fa:16:3e:{:02x}:{:02x}:{:02x}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+        format!(
+            "fa:16:3e:{:02x}:{:02x}:{:02x}",
+            (n >> 16) & 0xff,
+            (n >> 8) & 0xff,
+            n & 0xff
+        )
     }
 
     /// (instances, cores, RAM MiB) held by servers that exist, building ones included.

@@ -187,7 +187,13 @@ impl SimState {
                         default_pool_id: x.default_pool_id.clone(),
                     })
                     .collect(),
-                pools: w.elb.pools.values().filter(|p| p.lb_id == l.id).map(|p| pool_view(&w, p)).collect(),
+                pools: w
+                    .elb
+                    .pools
+                    .values()
+                    .filter(|p| p.lb_id == l.id)
+                    .map(|p| pool_view(&w, p))
+                    .collect(),
             })
             .collect()
     }

@@ -44,21 +44,36 @@ async fn create_runs_a_job_and_the_server_builds_into_active_in_the_subnet() {
     let addr = &srv["addresses"][VPC][0];
     assert_eq!(addr["OS-EXT-IPS:type"], "fixed");
     assert!(addr["addr"].as_str().unwrap().starts_with("127.16."), "{addr}");
-    let tags: Vec<&str> = srv["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let tags: Vec<&str> = srv["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     assert!(tags.contains(&"capstan.io/machine=cp-1") && tags.contains(&"cluster=c1"));
     assert_eq!(srv["metadata"]["role"], "worker");
     assert_eq!(srv["flavor"]["vcpus"], "2");
     assert_eq!(srv["os-extended-volumes:volumes_attached"].as_array().unwrap().len(), 2);
-    let (_, list) = api.get("/v1/{pid}/cloudservers/detail?tags=cluster=c1,capstan.io/machine=cp-1").await;
+    let (_, list) = api
+        .get("/v1/{pid}/cloudservers/detail?tags=cluster=c1,capstan.io/machine=cp-1")
+        .await;
     assert_eq!(list["count"], 1);
     let (_, list) = api.get("/v1/{pid}/cloudservers/detail?tags=cluster=c2").await;
     assert_eq!(list["count"], 0);
     let view = api.sim.state().server_by_name("cp-1").unwrap();
     assert_eq!(view.scheduler_group.as_deref(), Some("grp-1"));
     assert_eq!(view.flavor, "s6.large.2");
-    let (_, vols) = api.get(&format!("/v2/{{pid}}/cloudvolumes/detail?server_id={id}")).await;
+    let (_, vols) = api
+        .get(&format!("/v2/{{pid}}/cloudvolumes/detail?server_id={id}"))
+        .await;
     assert_eq!(vols["count"], 2);
-    assert!(vols["volumes"].as_array().unwrap().iter().any(|v| v["bootable"] == "true" && v["status"] == "in-use"));
+    assert!(
+        vols["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["bootable"] == "true" && v["status"] == "in-use")
+    );
 }
 
 #[tokio::test]
@@ -66,13 +81,22 @@ async fn client_token_makes_create_idempotent() {
     let api = start(config(Latency::zero())).await;
     let body = json!({"server": server("w-1")});
     let t = [("X-Client-Token", "tok-1")];
-    let (s1, a) = api.call(reqwest::Method::POST, "/v1/{pid}/cloudservers", Some(body.clone()), &t).await;
-    let (s2, b) = api.call(reqwest::Method::POST, "/v1/{pid}/cloudservers", Some(body), &t).await;
+    let (s1, a) = api
+        .call(reqwest::Method::POST, "/v1/{pid}/cloudservers", Some(body.clone()), &t)
+        .await;
+    let (s2, b) = api
+        .call(reqwest::Method::POST, "/v1/{pid}/cloudservers", Some(body), &t)
+        .await;
     assert_eq!((s1, s2), (200, 200));
     assert_eq!(a, b);
     assert_eq!(api.sim.state().servers().len(), 1);
     let (s, v) = api
-        .call(reqwest::Method::POST, "/v1/{pid}/cloudservers", Some(json!({"server": server("w-2")})), &t)
+        .call(
+            reqwest::Method::POST,
+            "/v1/{pid}/cloudservers",
+            Some(json!({"server": server("w-2")})),
+            &t,
+        )
         .await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["code"], "Ecs.0122");
@@ -87,7 +111,11 @@ async fn invalid_creates_are_refused_and_create_nothing() {
         ("imageRef", json!("nope"), "Ecs.0007"),
         ("nics", json!([{"subnet_id": api.neutron_id()}]), "Ecs.0009"),
         ("nics", json!([{"subnet_id": "nope"}]), "Ecs.0009"),
-        ("nics", json!([{"subnet_id": api.subnet_id(), "ip_address": "10.0.0.5"}]), "Ecs.0010"),
+        (
+            "nics",
+            json!([{"subnet_id": api.subnet_id(), "ip_address": "10.0.0.5"}]),
+            "Ecs.0010",
+        ),
         ("availability_zone", json!("az9"), "Ecs.0005"),
         ("count", json!(2), "Ecs.0005"),
         ("root_volume", json!({"volumetype": "FAST", "size": 40}), "Ecs.0005"),
@@ -134,7 +162,10 @@ async fn quota_is_enforced_and_released_on_delete() {
     assert_eq!(limits["absolute"]["maxTotalCores"], 4);
     let id = api.sim.state().server_by_name("a").unwrap().id;
     let (_, v) = api
-        .post("/v1/{pid}/cloudservers/delete", json!({"servers": [{"id": id}], "delete_volume": true}))
+        .post(
+            "/v1/{pid}/cloudservers/delete",
+            json!({"servers": [{"id": id}], "delete_volume": true}),
+        )
         .await;
     let job = api.wait_job(v["job_id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "SUCCESS");
@@ -152,7 +183,10 @@ async fn delete_removes_the_server_and_its_volumes() {
     let keep = v["serverIds"][0].as_str().unwrap().to_string();
     api.wait_job(v["job_id"].as_str().unwrap()).await;
     let (s, v) = api
-        .post("/v1/{pid}/cloudservers/delete", json!({"servers": [{"id": id}], "delete_volume": true, "delete_publicip": true}))
+        .post(
+            "/v1/{pid}/cloudservers/delete",
+            json!({"servers": [{"id": id}], "delete_volume": true, "delete_publicip": true}),
+        )
         .await;
     assert_eq!(s, 200);
     let job = v["job_id"].as_str().unwrap().to_string();
@@ -162,9 +196,14 @@ async fn delete_removes_the_server_and_its_volumes() {
     let (s, g) = api.get(&format!("/v1/{{pid}}/cloudservers/{id}")).await;
     assert_eq!((s, g["error"]["code"].as_str()), (404, Some("Ecs.0114")));
     let vols = api.sim.state().volumes();
-    assert!(vols.iter().all(|v| v.server_id.as_deref() == Some(keep.as_str())), "{vols:?}");
+    assert!(
+        vols.iter().all(|v| v.server_id.as_deref() == Some(keep.as_str())),
+        "{vols:?}"
+    );
     // Without delete_volume the volumes stay, available, and can then be deleted.
-    let (_, v) = api.post("/v1/{pid}/cloudservers/delete", json!({"servers": [{"id": keep}]})).await;
+    let (_, v) = api
+        .post("/v1/{pid}/cloudservers/delete", json!({"servers": [{"id": keep}]}))
+        .await;
     api.wait_job(v["job_id"].as_str().unwrap()).await;
     let (_, vols) = api.get("/v2/{pid}/cloudvolumes/detail").await;
     assert_eq!(vols["count"], 2);
@@ -172,9 +211,14 @@ async fn delete_removes_the_server_and_its_volumes() {
     assert_eq!(vols["volumes"][0]["status"], "available");
     assert_eq!(api.delete(&format!("/v2/{{pid}}/cloudvolumes/{vol}")).await.0, 204);
     // An unknown id: the job fails with Ecs.0114.
-    let (_, v) = api.post("/v1/{pid}/cloudservers/delete", json!({"servers": [{"id": "nope"}]})).await;
+    let (_, v) = api
+        .post("/v1/{pid}/cloudservers/delete", json!({"servers": [{"id": "nope"}]}))
+        .await;
     let job = api.wait_job(v["job_id"].as_str().unwrap()).await;
-    assert_eq!((job["status"].as_str(), job["error_code"].as_str()), (Some("FAIL"), Some("Ecs.0114")));
+    assert_eq!(
+        (job["status"].as_str(), job["error_code"].as_str()),
+        (Some("FAIL"), Some("Ecs.0114"))
+    );
 }
 
 #[tokio::test]
@@ -185,18 +229,39 @@ async fn power_stop_and_start() {
     api.wait_job(v["job_id"].as_str().unwrap()).await;
     let status = || async { api.get(&format!("/v1/{{pid}}/cloudservers/{id}")).await.1["server"]["status"].clone() };
     let (_, v) = api
-        .post("/v1/{pid}/cloudservers/action", json!({"os-stop": {"servers": [{"id": id}], "type": "SOFT"}}))
+        .post(
+            "/v1/{pid}/cloudservers/action",
+            json!({"os-stop": {"servers": [{"id": id}], "type": "SOFT"}}),
+        )
         .await;
     let j = api.wait_job(v["job_id"].as_str().unwrap()).await;
-    assert_eq!((j["status"].as_str(), j["job_type"].as_str()), (Some("SUCCESS"), Some("stopServer")));
+    assert_eq!(
+        (j["status"].as_str(), j["job_type"].as_str()),
+        (Some("SUCCESS"), Some("stopServer"))
+    );
     assert_eq!(status().await, "SHUTOFF");
     // Stopping a stopped server: success, no change.
-    let (_, v) = api.post("/v1/{pid}/cloudservers/action", json!({"os-stop": {"servers": [{"id": id}]}})).await;
+    let (_, v) = api
+        .post(
+            "/v1/{pid}/cloudservers/action",
+            json!({"os-stop": {"servers": [{"id": id}]}}),
+        )
+        .await;
     assert_eq!(api.wait_job(v["job_id"].as_str().unwrap()).await["status"], "SUCCESS");
-    let (_, v) = api.post("/v1/{pid}/cloudservers/action", json!({"os-start": {"servers": [{"id": id}]}})).await;
+    let (_, v) = api
+        .post(
+            "/v1/{pid}/cloudservers/action",
+            json!({"os-start": {"servers": [{"id": id}]}}),
+        )
+        .await;
     assert_eq!(api.wait_job(v["job_id"].as_str().unwrap()).await["status"], "SUCCESS");
     assert_eq!(status().await, "ACTIVE");
-    let (_, v) = api.post("/v1/{pid}/cloudservers/action", json!({"reboot": {"servers": [{"id": id}], "type": "HARD"}})).await;
+    let (_, v) = api
+        .post(
+            "/v1/{pid}/cloudservers/action",
+            json!({"reboot": {"servers": [{"id": id}], "type": "HARD"}}),
+        )
+        .await;
     assert_eq!(status().await, "HARD_REBOOT");
     assert_eq!(api.wait_job(v["job_id"].as_str().unwrap()).await["status"], "SUCCESS");
     assert_eq!(status().await, "ACTIVE");
@@ -216,7 +281,13 @@ async fn failed_create_jobs_roll_back() {
     });
     let (_, v) = api.create(server("f-1")).await;
     let id = v["serverIds"][0].as_str().unwrap().to_string();
-    eventually("ERROR", || async { api.sim.state().server_by_name("f-1").is_some_and(|s| s.status == "ERROR") }).await;
+    eventually("ERROR", || async {
+        api.sim
+            .state()
+            .server_by_name("f-1")
+            .is_some_and(|s| s.status == "ERROR")
+    })
+    .await;
     let job = api.wait_job(v["job_id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "FAIL");
     assert_eq!(job["error_code"], "Ecs.0010");
@@ -249,7 +320,10 @@ async fn lookups_of_images_flavors_subnets_and_vpcs() {
     let (s, v) = api.get("/v1/{pid}/subnets/nope").await;
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("VPC.0202")));
     assert_eq!(api.get(&format!("/v1/vpcs/{VPC}")).await.1["vpc"]["status"], "OK");
-    assert_eq!(api.get(&format!("/v1/{{pid}}/vpcs/{VPC}")).await.1["vpc"]["name"], "vpc-sim");
+    assert_eq!(
+        api.get(&format!("/v1/{{pid}}/vpcs/{VPC}")).await.1["vpc"]["name"],
+        "vpc-sim"
+    );
     let (s, v) = api.get("/v1/otherproject/cloudservers/detail").await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("Ecs.0003")));
     let (s, v) = api.get("/v3/otherproject/elb/loadbalancers").await;
@@ -291,6 +365,11 @@ async fn injected_errors_throttling_and_rate_limits() {
     assert_eq!(st.call_count("injected_error"), 2);
     assert_eq!(st.call_count("throttled"), 3);
     // Unauthenticated calls are refused before any of that.
-    let resp = api.http.get(api.url("/v1/{pid}/cloudservers/detail")).send().await.unwrap();
+    let resp = api
+        .http
+        .get(api.url("/v1/{pid}/cloudservers/detail"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
 }

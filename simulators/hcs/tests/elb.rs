@@ -41,7 +41,10 @@ async fn load_balancer_crud_and_delete_order() {
     let api = start(config(Latency::compressed())).await;
     // The VPC subnet id is not what ELB takes.
     let (s, v) = api
-        .post("/v3/{pid}/elb/loadbalancers", json!({"loadbalancer": {"name": "k8s", "vip_subnet_cidr_id": api.subnet_id()}}))
+        .post(
+            "/v3/{pid}/elb/loadbalancers",
+            json!({"loadbalancer": {"name": "k8s", "vip_subnet_cidr_id": api.subnet_id()}}),
+        )
         .await;
     assert_eq!((s, v["error_code"].as_str()), (400, Some("ELB.8902")));
     let (s, v) = api
@@ -55,10 +58,12 @@ async fn load_balancer_crud_and_delete_order() {
     assert_eq!(v["loadbalancer"]["vip_address"], "127.16.200.10");
     let lb = v["loadbalancer"]["id"].as_str().unwrap().to_string();
     // Not ACTIVE yet: no listener.
-    let listener = json!({"listener": {"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": 16443, "name": "api"}});
+    let listener =
+        json!({"listener": {"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": 16443, "name": "api"}});
     assert_eq!(api.post("/v3/{pid}/elb/listeners", listener.clone()).await.0, 409);
     eventually("ACTIVE", || async {
-        api.get(&format!("/v3/{{pid}}/elb/loadbalancers/{lb}")).await.1["loadbalancer"]["provisioning_status"] == "ACTIVE"
+        api.get(&format!("/v3/{{pid}}/elb/loadbalancers/{lb}")).await.1["loadbalancer"]["provisioning_status"]
+            == "ACTIVE"
     })
     .await;
     let (_, v) = api.get("/v3/{pid}/elb/loadbalancers?name=k8s").await;
@@ -69,14 +74,30 @@ async fn load_balancer_crud_and_delete_order() {
     assert_eq!(api.post("/v3/{pid}/elb/listeners", bad).await.0, 400);
     let l = ok_id(&api, "/v3/{pid}/elb/listeners", listener.clone(), "listener").await;
     assert_eq!(api.post("/v3/{pid}/elb/listeners", listener).await.0, 409);
-    let pool = json!({"pool": {"lb_algorithm": "ROUND_ROBIN", "protocol": "TCP", "listener_id": l, "type": "instance"}});
+    let pool =
+        json!({"pool": {"lb_algorithm": "ROUND_ROBIN", "protocol": "TCP", "listener_id": l, "type": "instance"}});
     let p = ok_id(&api, "/v3/{pid}/elb/pools", pool, "pool").await;
-    assert_eq!(api.get(&format!("/v3/{{pid}}/elb/listeners/{l}")).await.1["listener"]["default_pool_id"], p.as_str());
+    assert_eq!(
+        api.get(&format!("/v3/{{pid}}/elb/listeners/{l}")).await.1["listener"]["default_pool_id"],
+        p.as_str()
+    );
     let member = json!({"member": {"address": "127.16.0.50", "protocol_port": 6443, "subnet_cidr_id": api.neutron_id(), "weight": 1}});
-    let m = ok_id(&api, &format!("/v3/{{pid}}/elb/pools/{p}/members"), member.clone(), "member").await;
-    assert_eq!(api.post(&format!("/v3/{{pid}}/elb/pools/{p}/members"), member).await.0, 409);
+    let m = ok_id(
+        &api,
+        &format!("/v3/{{pid}}/elb/pools/{p}/members"),
+        member.clone(),
+        "member",
+    )
+    .await;
+    assert_eq!(
+        api.post(&format!("/v3/{{pid}}/elb/pools/{p}/members"), member).await.0,
+        409
+    );
     let outside = json!({"member": {"address": "10.0.0.1", "protocol_port": 6443, "subnet_cidr_id": api.neutron_id()}});
-    assert_eq!(api.post(&format!("/v3/{{pid}}/elb/pools/{p}/members"), outside).await.0, 400);
+    assert_eq!(
+        api.post(&format!("/v3/{{pid}}/elb/pools/{p}/members"), outside).await.0,
+        400
+    );
     let (_, v) = api.get(&format!("/v3/{{pid}}/elb/pools/{p}/members/{m}")).await;
     assert_eq!(v["member"]["operating_status"], "NO_MONITOR");
     let hm = json!({"healthmonitor": {"pool_id": p, "type": "TCP", "delay": 5, "timeout": 3, "max_retries": 3, "monitor_port": 6443}});
@@ -91,7 +112,10 @@ async fn load_balancer_crud_and_delete_order() {
     assert_eq!(api.delete(&format!("/v3/{{pid}}/elb/pools/{p}")).await.0, 409);
     assert_eq!(api.delete(&format!("/v3/{{pid}}/elb/healthmonitors/{h}")).await.0, 204);
     assert_eq!(api.delete(&format!("/v3/{{pid}}/elb/pools/{p}")).await.0, 409);
-    assert_eq!(api.delete(&format!("/v3/{{pid}}/elb/pools/{p}/members/{m}")).await.0, 204);
+    assert_eq!(
+        api.delete(&format!("/v3/{{pid}}/elb/pools/{p}/members/{m}")).await.0,
+        204
+    );
     assert_eq!(api.delete(&format!("/v3/{{pid}}/elb/pools/{p}")).await.0, 204);
     assert_eq!(api.delete(&format!("/v3/{{pid}}/elb/listeners/{l}")).await.0, 204);
     assert_eq!(api.delete(&format!("/v3/{{pid}}/elb/loadbalancers/{lb}")).await.0, 204);
@@ -115,7 +139,8 @@ async fn listeners_forward_round_robin_and_skip_offline_members() {
     let vip = v["loadbalancer"]["vip_address"].as_str().unwrap().to_string();
     assert!(vip.starts_with("127.16."));
     eventually("ACTIVE", || async {
-        api.get(&format!("/v3/{{pid}}/elb/loadbalancers/{lb}")).await.1["loadbalancer"]["provisioning_status"] == "ACTIVE"
+        api.get(&format!("/v3/{{pid}}/elb/loadbalancers/{lb}")).await.1["loadbalancer"]["provisioning_status"]
+            == "ACTIVE"
     })
     .await;
     let l_body = json!({"listener": {"loadbalancer_id": lb, "protocol": "TCP", "protocol_port": 7443}});
@@ -150,10 +175,15 @@ async fn listeners_forward_round_robin_and_skip_offline_members() {
     eventually("both ONLINE", || async { s().iter().all(|x| x == "ONLINE") }).await;
     a.abort();
     let _ = a.await;
-    eventually("a OFFLINE", || async { s().iter().filter(|x| *x == "OFFLINE").count() == 1 }).await;
+    eventually("a OFFLINE", || async {
+        s().iter().filter(|x| *x == "OFFLINE").count() == 1
+    })
+    .await;
     for _ in 0..4 {
         assert_eq!(ask(&target).await, "b");
     }
-    let (_, v) = api.get(&format!("/v3/{{pid}}/elb/pools/{p}/members?operating_status=OFFLINE")).await;
+    let (_, v) = api
+        .get(&format!("/v3/{{pid}}/elb/pools/{p}/members?operating_status=OFFLINE"))
+        .await;
     assert_eq!(v["members"][0]["address"], "127.16.1.1");
 }

@@ -32,9 +32,11 @@ pub async fn start(config: SimConfig) -> Api {
     let http = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
     let resp = http
         .post(sim.url().join("/v3/auth/tokens").unwrap())
-        .json(&json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        .json(
+            &json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
             "name": user, "password": password, "domain": {"name": domain}}}},
-            "scope": {"project": {"id": pid}}}}))
+            "scope": {"project": {"id": pid}}}}),
+        )
         .send()
         .await
         .unwrap();
@@ -48,8 +50,17 @@ impl Api {
         self.sim.url().join(&path.replace("{pid}", &self.pid)).unwrap()
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut r = self.http.request(method, self.url(path)).header("X-Auth-Token", &self.token);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, self.url(path))
+            .header("X-Auth-Token", &self.token);
         for (k, v) in headers {
             r = r.header(*k, *v);
         }
