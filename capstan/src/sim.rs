@@ -19,8 +19,8 @@ pub struct SimArgs {
 pub enum SimCloud {
     /// Huawei DCS (FusionCompute VRM REST API) over HTTPS with its own CA.
     Dcs(DcsSimArgs),
-    /// Huawei Cloud Stack over HTTPS with its own CA (so far IAM: Keystone v3 password tokens and
-    /// AK/SK verification).
+    /// Huawei Cloud Stack over HTTPS with its own CA: IAM (Keystone v3 password tokens, AK/SK),
+    /// ECS, jobs, IMS, VPC, EVS and ELB v3 (listeners forward real TCP on loopback VIPs).
     Hcs(HcsSimArgs),
 }
 
@@ -48,6 +48,31 @@ pub struct HcsSimArgs {
     pub project_id: String,
     #[arg(long, default_value = "sim-region-1")]
     pub region: String,
+    /// The subnet every server and VIP address comes from; keep it inside 127.0.0.0/8 so
+    /// load-balancer listeners and guests can bind them.
+    #[arg(long, default_value = "127.16.0.0/16")]
+    pub subnet_cidr: capstan_sim_hcs::Cidr,
+    /// How long builds, power actions, deletes and load balancers take.
+    #[arg(long, value_enum, default_value = "default")]
+    pub latency: HcsLatency,
+    /// What ACTIVE servers do with their user_data: nothing, boot it for real (cloud-init,
+    /// kubeadm with real workload API servers behind the ELB), or record nodes only.
+    #[arg(long, alias = "guests", value_enum, default_value = "off")]
+    pub guest_emulation: GuestEmulation,
+    /// Where emulated guests keep their disks and workload clusters (default: a temporary
+    /// directory removed on exit).
+    #[arg(long)]
+    pub guest_state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HcsLatency {
+    /// Seconds, roughly like a real region.
+    Default,
+    /// A few hundred milliseconds each (end-to-end tests).
+    Compressed,
+    /// Instant.
+    Zero,
 }
 
 #[derive(clap::Args)]
@@ -114,14 +139,44 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     }
 }
 
+fn guests(mode: GuestEmulation, dir: PathBuf, endpoint: capstan_guest::EndpointMode) -> Option<capstan_guest::Guests> {
+    let mode = match mode {
+        GuestEmulation::Off => return None,
+        GuestEmulation::Full => capstan_guest::Mode::Full,
+        GuestEmulation::NodesOnly => capstan_guest::Mode::NodesOnly,
+    };
+    Some(capstan_guest::Guests::new(capstan_guest::GuestOptions {
+        mode,
+        endpoint,
+        ..capstan_guest::GuestOptions::new(dir)
+    }))
+}
+
 async fn run_hcs(args: HcsSimArgs) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let latency = match args.latency {
+        HcsLatency::Default => capstan_sim_hcs::Latency::default(),
+        HcsLatency::Compressed => capstan_sim_hcs::Latency::compressed(),
+        HcsLatency::Zero => capstan_sim_hcs::Latency::zero(),
+    };
+    let base = capstan_sim_hcs::SimConfig::with_subnet_cidr(args.subnet_cidr);
     let config = capstan_sim_hcs::SimConfig {
         bind: args.bind,
         access_key: args.access_key,
         secret_key: args.secret_key,
         project_id: args.project_id,
         region: args.region,
-        ..capstan_sim_hcs::SimConfig::default()
+        // On HCS an ELB VIP fronts the control-plane endpoint.
+        guests: guests(
+            args.guest_emulation,
+            args.guest_state_dir.unwrap_or_else(|| temp.path().to_path_buf()),
+            capstan_guest::EndpointMode::LoadBalanced,
+        ),
+        knobs: capstan_sim_hcs::SimKnobs {
+            latency,
+            ..capstan_sim_hcs::SimKnobs::default()
+        },
+        ..base
     };
     let sim = capstan_sim_hcs::Simulator::start(config)
         .await
