@@ -250,8 +250,19 @@ async fn nodes(workload: &Client) -> Vec<Node> {
         .unwrap_or_default()
 }
 
-/// Every Machine Running with a Node whose providerID is its InfraMachine's.
+/// Every Machine Running with a Node whose providerID is its InfraMachine's (`<scheme>://…`).
 async fn assert_nodes_match(mgmt: &Client, workload: &Client, cluster: &str, want: usize) {
+    assert_nodes_match_on(mgmt, workload, cluster, want, "DCSMachine", "dcs://").await
+}
+
+async fn assert_nodes_match_on(
+    mgmt: &Client,
+    workload: &Client,
+    cluster: &str,
+    want: usize,
+    machine_kind: &str,
+    scheme: &str,
+) {
     let ms = machines(mgmt, cluster).await;
     assert_eq!(ms.len(), want);
     let ns = nodes(workload).await;
@@ -263,12 +274,12 @@ async fn assert_nodes_match(mgmt: &Client, workload: &Client, cluster: &str, wan
     );
     for m in &ms {
         assert!(running(m), "{} is not Running: {:?}", m.name_any(), m.status);
-        let infra_obj = infra(mgmt, "DCSMachine")
+        let infra_obj = infra(mgmt, machine_kind)
             .get(&m.spec.infrastructure_ref.name)
             .await
             .unwrap();
         let infra_pid = infra_obj.data["spec"]["providerID"].as_str().unwrap().to_string();
-        assert!(infra_pid.starts_with("dcs://"), "{infra_pid}");
+        assert!(infra_pid.starts_with(scheme), "{infra_pid}");
         assert_eq!(m.spec.provider_id.as_deref(), Some(infra_pid.as_str()));
         let node_name = &m.status.as_ref().unwrap().node_ref.as_ref().unwrap().name;
         let node = ns.iter().find(|n| &n.name_any() == node_name).unwrap();
@@ -721,4 +732,125 @@ async fn up_takes_the_kubernetes_version_and_template_variables_from_the_environ
         Some("v1.33.13")
     );
     assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
+}
+
+/// The HCS client on the credentials `up` wrote, to ask the simulator what exists as the
+/// provider would.
+async fn hcs_client(mgmt: &Client, ready: &Ready) -> capstan_hcs::client::HcsClient {
+    let secret = Api::<Secret>::namespaced(mgmt.clone(), NS)
+        .get(&ready.credentials_secret)
+        .await
+        .unwrap();
+    let data = secret.data.unwrap();
+    let get = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    let mut cfg = capstan_hcs::client::HcsConfig::new(
+        get("externalGlobalDomain"),
+        get("region"),
+        get("projectID"),
+        get("accessKey"),
+        get("secretKey"),
+    );
+    for service in ["iam", "ecs", "vpc", "ims", "evs"] {
+        cfg.endpoints
+            .insert(service.into(), get(&format!("{service}Endpoint")).parse().unwrap());
+    }
+    cfg.ca_bundle_pem = Some(ready.sim_ca_pem.as_bytes().to_vec());
+    capstan_hcs::client::HcsClient::new(cfg).unwrap()
+}
+
+/// Issue 14 §4: `capstan up --infrastructure hcs`: three control-plane machines in three zones
+/// behind the simulated ELB and two workers, kubectl through the ELB's VIP, scale, and after
+/// the Cluster's deletion no server, volume or load balancer is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_hcs_serves_the_cluster_through_the_elb_and_leaves_nothing_after_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
+    let out = capstan(&[
+        "up",
+        "--infrastructure",
+        "hcs",
+        "--state-dir",
+        path_str(&state),
+        "--name",
+        "e2h",
+        "--timeout",
+        "6m",
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("all 5 machines running, 5 nodes registered"),
+        "{stdout}"
+    );
+    let ready = ready(&state);
+    let mgmt = client_for(&ready.mgmt_kubeconfig).await;
+    let hcs = hcs_client(&mgmt, &ready).await;
+
+    // The endpoint is the ELB's VIP, and the kubeconfig reaches the API servers through it.
+    let lbs = hcs.find_load_balancers("capstan-default-e2h-apiserver").await.unwrap();
+    assert_eq!(lbs.len(), 1, "{lbs:?}");
+    let kubeconfig = state.join("e2h.kubeconfig");
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let server = kc.clusters[0].cluster.as_ref().unwrap().server.clone().unwrap();
+    assert_eq!(server, format!("https://{}:6443", lbs[0].vip_address));
+    let workload = client_for(&kubeconfig).await;
+    assert_nodes_match_on(&mgmt, &workload, "e2h", 5, "HCSMachine", "hcs://").await;
+
+    // Control planes spread over the three zones, each a member of the ELB's pool.
+    let servers = hcs.find_servers_by_tag("capstan-cluster", "e2h").await.unwrap();
+    assert_eq!(servers.len(), 5);
+    let mut zones: Vec<String> = servers
+        .iter()
+        .filter(|s| s.name.contains("control-plane"))
+        .filter_map(|s| s.availability_zone.clone())
+        .collect();
+    zones.sort();
+    assert_eq!(zones, ["az1", "az2", "az3"]);
+    let pool = &hcs.pools(&lbs[0].id).await.unwrap()[0];
+    assert_eq!(hcs.members(&pool.id).await.unwrap().len(), 3);
+
+    let mds: Api<MachineDeployment> = Api::namespaced(mgmt.clone(), NS);
+    mds.patch(
+        "e2h-md-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(180), || async {
+            let ms = machines(&mgmt, "e2h").await;
+            ms.len() == 6 && ms.iter().all(running) && nodes(&workload).await.len() == 6
+        })
+        .await,
+        "scale to 3 workers"
+    );
+
+    Api::<capstan_api::core::Cluster>::namespaced(mgmt.clone(), NS)
+        .delete("e2h", &DeleteParams::background())
+        .await
+        .unwrap();
+    let clusters: Api<capstan_api::core::Cluster> = Api::namespaced(mgmt.clone(), NS);
+    assert!(
+        wait_for(Duration::from_secs(180), || async {
+            matches!(clusters.get_opt("e2h").await, Ok(None))
+        })
+        .await,
+        "cluster not deleted"
+    );
+    assert!(
+        hcs.find_servers_by_tag("capstan-cluster", "e2h")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        hcs.find_load_balancers("capstan-default-e2h-apiserver")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
+    assert!(!state.exists());
 }

@@ -1,20 +1,19 @@
 //! The long-lived half of `capstan up`: the local management plane (unless `--kubeconfig`), the
-//! DCS simulator with guest emulation, and the manager (`standalone`, `kubeadm`, `dcs`). It runs
-//! detached so `up` can return; `capstan down` stops it with SIGTERM.
+//! cloud's simulator with guest emulation, and the manager (`standalone`, `kubeadm`, and the
+//! cloud's provider). It runs detached so `up` can return; `capstan down` stops it with SIGTERM.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use capstan_guest::{GuestOptions, GuestStatus, Guests};
 use capstan_localplane::{LocalPlane, PlaneOptions};
-use capstan_sim_dcs::{Latency, SimConfig, SimKnobs, Simulator};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::apply::FIELD_MANAGER;
+use super::cloud::{Cloud, Infrastructure};
 use super::state::{Ready, StateDir};
 use crate::manager::{ManagerArgs, parse_duration};
 use crate::telemetry::LogFormat;
@@ -32,27 +31,8 @@ pub struct DaemonArgs {
     pub bootstrap_token_ttl: Duration,
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub guest_boot_delay: Duration,
-}
-
-pub const CREDENTIALS_SECRET: &str = "capstan-up-dcs";
-
-fn console_line(g: &GuestStatus) -> String {
-    match g {
-        GuestStatus::Booting => "booting".into(),
-        GuestStatus::Running { node: Some(n) } => format!("running, node {n}"),
-        GuestStatus::Running { node: None } => "running".into(),
-        GuestStatus::Failed { reason } => format!("boot failed: {reason}"),
-        GuestStatus::Off => "off".into(),
-    }
-}
-
-fn random_password() -> anyhow::Result<String> {
-    let mut b = [0u8; 18];
-    openssl::rand::rand_bytes(&mut b)?;
-    Ok(format!(
-        "Up-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    ))
+    #[arg(long, value_enum, default_value = "dcs")]
+    pub infrastructure: Infrastructure,
 }
 
 /// Set by tests to the pid of the test process: the background process then stops when that
@@ -97,49 +77,32 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .context("installing the CRDs")?;
     tracing::info!(created = created_crds.len(), "CRDs installed");
 
-    let password = random_password()?;
-    let guests = Guests::new(GuestOptions {
-        boot_delay: args.guest_boot_delay,
-        ..GuestOptions::new(state.guests_dir())
-    });
-    let sim = Simulator::start(SimConfig {
-        password: password.clone(),
-        knobs: SimKnobs {
-            latency: Latency::compressed(),
-            ..SimKnobs::default()
-        },
-        guests: Some(guests),
-        ..SimConfig::default()
-    })
-    .await
-    .context("starting the DCS simulator")?;
+    let (cloud, credentials) = Cloud::start(args.infrastructure, &state.guests_dir(), args.guest_boot_delay).await?;
+    let secret_name = args.infrastructure.credentials_secret();
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": CREDENTIALS_SECRET, "namespace": args.namespace,
+        "metadata": {"name": secret_name, "namespace": args.namespace,
                      "labels": {"app.kubernetes.io/managed-by": "capstan-up"}},
-        "stringData": {"endpoint": sim.url().to_string(), "authUser": "capstan", "authKey": password}
+        "stringData": credentials
     }))?;
     Api::<Secret>::namespaced(client.clone(), &args.namespace)
         .patch(
-            CREDENTIALS_SECRET,
+            secret_name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&secret),
         )
         .await
         .context("writing the simulator's credentials secret")?;
+    let cloud = std::sync::Arc::new(cloud);
 
     // What each VM's console would show, for `up` to report failed boots by name.
     let consoles = {
-        let sim_state = sim.state();
+        let cloud = cloud.clone();
         let path = state.consoles_path();
         tokio::spawn(async move {
             let mut last = BTreeMap::new();
             loop {
-                let now: BTreeMap<String, String> = sim_state
-                    .vms()
-                    .into_iter()
-                    .filter_map(|v| v.guest.map(|g| (v.name, console_line(&g))))
-                    .collect();
+                let now = cloud.consoles();
                 if now != last {
                     if let Err(e) = StateDir::write(&path, &now) {
                         tracing::warn!(error = %e, "cannot write the VM consoles file");
@@ -157,17 +120,19 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
             mgmt_kubeconfig: mgmt_kubeconfig.clone(),
             local_plane: plane.is_some(),
             namespace: args.namespace.clone(),
-            credentials_secret: CREDENTIALS_SECRET.into(),
-            sim_url: sim.url().to_string(),
-            sim_ca_pem: sim.ca_pem().to_string(),
+            credentials_secret: secret_name.into(),
+            sim_url: cloud.url(),
+            sim_ca_pem: cloud.ca_pem(),
+            infrastructure: args.infrastructure,
+            template_vars: cloud.template_vars(secret_name),
             created_crds,
         },
     )?;
-    tracing::info!(sim = %sim.url(), "ready");
+    tracing::info!(sim = %cloud.url(), "ready");
 
     // Next to a real Cluster API core (`--kubeconfig` of a CAPI management cluster), CAPI core
     // drives the Machines and the standalone core must stay out of its way.
-    let mut providers = vec!["kubeadm".to_string(), "dcs".to_string()];
+    let mut providers = vec!["kubeadm".to_string(), args.infrastructure.provider().to_string()];
     match capstan_standalone::capi_core_namespace(&client).await? {
         Some(ns) => tracing::info!(namespace = %ns, "Cluster API core runs here; not starting the standalone core"),
         None => providers.insert(0, "standalone".into()),
@@ -193,8 +158,12 @@ pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
     })
     .await;
     consoles.abort();
+    let _ = consoles.await;
     // The simulator owns the guests, and the guests own the workload clusters' processes.
-    sim.shutdown().await;
+    match std::sync::Arc::try_unwrap(cloud) {
+        Ok(cloud) => cloud.shutdown().await,
+        Err(_) => tracing::warn!("the simulator is still in use; it stops with the process"),
+    }
     drop(plane);
     tracing::info!("stopped");
     result

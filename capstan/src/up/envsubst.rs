@@ -161,4 +161,46 @@ mod tests {
             assert!(out.contains("{{ ds.meta_data.provider_id }}"), "{f}");
         }
     }
+
+    #[test]
+    fn the_shipped_hcs_templates_render() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/hcs");
+        let vars = vars(&[
+            ("CLUSTER_NAME", "c1"),
+            ("HCS_CREDENTIALS_SECRET", "creds"),
+            ("HCS_SUBNET_ID", "subnet-1"),
+            (
+                "HCS_CA_BUNDLE",
+                "-----BEGIN CERTIFICATE-----\\nAAA\\n-----END CERTIFICATE-----\\n",
+            ),
+            ("CONTROL_PLANE_MACHINE_INDEX", "0"),
+            ("CONTROL_PLANE_FAILURE_DOMAIN", "az1"),
+        ]);
+        let mut kinds = Vec::new();
+        for f in ["cluster-template.yaml", "control-plane-machine.yaml"] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            let out = substitute(&text, &vars).unwrap();
+            let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
+            assert!(!out.contains("${"), "{f}");
+            assert!(out.contains("hcs://{{ v1.instance_id }}"), "{f}");
+            kinds.extend(docs.iter().map(|d| d["kind"].as_str().unwrap().to_string()));
+            if let Some(m) = docs.iter().find(|d| d["kind"] == "Machine") {
+                assert_eq!(m["spec"]["failureDomain"], "az1");
+            }
+            if let Some(c) = docs.iter().find(|d| d["kind"] == "HCSCluster") {
+                assert_eq!(c["spec"]["network"]["subnets"][0]["id"], "subnet-1");
+                assert_eq!(c["spec"]["availabilityZones"].as_array().unwrap().len(), 3);
+            }
+        }
+        for k in [
+            "Cluster",
+            "HCSCluster",
+            "HCSMachineTemplate",
+            "MachineDeployment",
+            "HCSMachine",
+            "Machine",
+        ] {
+            assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! `capstan up` / `capstan down`: a whole cluster on one machine. `up` prepares the local
-//! management plane (building it on first use), starts the DCS simulator with guest emulation and
-//! the manager in the background, generates the cluster from `templates/dcs` with clusterctl-style
-//! variables, applies it and follows every Machine until all Nodes have joined.
+//! management plane (building it on first use), starts the cloud's simulator (DCS or HCS) with
+//! guest emulation and the manager in the background, generates the cluster from
+//! `templates/<cloud>` with clusterctl-style variables, applies it and follows every Machine
+//! until all Nodes have joined.
 
 mod apply;
+mod cloud;
 pub mod daemon;
 mod envsubst;
 mod progress;
@@ -23,8 +25,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use crate::manager::parse_duration;
 use state::{Applied, Ready, StateDir, alive, last_lines};
 
-const CLUSTER_TEMPLATE: &str = include_str!("../../../templates/dcs/cluster-template.yaml");
-const CONTROL_PLANE_TEMPLATE: &str = include_str!("../../../templates/dcs/control-plane-machine.yaml");
+pub use cloud::Infrastructure;
 const TESTENV_SCRIPT: &str = include_str!("../../../hack/testenv.sh");
 /// The wrapper module of the default kube-apiserver: all `testenv.sh plane` builds.
 const DEFAULT_APISERVER_MODULE: [(&str, &str); 2] = [
@@ -58,8 +59,12 @@ pub struct UpArgs {
     /// Where state, logs and kubeconfigs go.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// The simulated cloud: `dcs` (an endpoint VIP the guests serve) or `hcs` (a managed ELB in
+    /// front of the control plane, machines across three availability zones).
+    #[arg(long, value_enum, default_value = "dcs")]
+    pub infrastructure: Infrastructure,
     /// Directory with cluster-template.yaml and control-plane-machine.yaml (default: the
-    /// templates built into this binary, from the repository's templates/dcs).
+    /// templates built into this binary, from the repository's templates/<infrastructure>).
     #[arg(long)]
     pub template_dir: Option<PathBuf>,
     /// Give up waiting for the nodes after this long.
@@ -138,7 +143,9 @@ fn spawn_daemon(args: &UpArgs, state: &StateDir) -> anyhow::Result<u32> {
         .arg("--bootstrap-token-ttl")
         .arg(format!("{}ms", args.bootstrap_token_ttl.as_millis()))
         .arg("--guest-boot-delay")
-        .arg(format!("{}ms", args.guest_boot_delay.as_millis()));
+        .arg(format!("{}ms", args.guest_boot_delay.as_millis()))
+        .arg("--infrastructure")
+        .arg(args.infrastructure.provider());
     if let Some(k) = &args.kubeconfig {
         cmd.arg("--kubeconfig").arg(k);
     }
@@ -184,7 +191,10 @@ fn render(args: &UpArgs, ready: &Ready, port: u16) -> anyhow::Result<String> {
             std::fs::read_to_string(d.join("cluster-template.yaml"))?,
             std::fs::read_to_string(d.join("control-plane-machine.yaml"))?,
         ),
-        None => (CLUSTER_TEMPLATE.to_string(), CONTROL_PLANE_TEMPLATE.to_string()),
+        None => {
+            let (cluster, cp) = args.infrastructure.templates();
+            (cluster.to_string(), cp.to_string())
+        }
     };
     let mut vars: BTreeMap<String, String> = std::env::vars().collect();
     vars.extend([
@@ -198,12 +208,14 @@ fn render(args: &UpArgs, ready: &Ready, port: u16) -> anyhow::Result<String> {
         ),
         ("CONTROL_PLANE_ENDPOINT_HOST".into(), "127.0.0.1".into()),
         ("CONTROL_PLANE_ENDPOINT_PORT".into(), port.to_string()),
-        ("DCS_CREDENTIALS_SECRET".into(), ready.credentials_secret.clone()),
-        ("DCS_CA_BUNDLE".into(), ready.sim_ca_pem.replace('\n', "\\n")),
     ]);
+    vars.extend(ready.template_vars.clone());
     let mut out = envsubst::substitute(&cluster_t, &vars)?;
     for i in 0..args.control_plane_machines {
         vars.insert("CONTROL_PLANE_MACHINE_INDEX".into(), i.to_string());
+        if let Some(zone) = args.infrastructure.control_plane_failure_domain(i) {
+            vars.insert("CONTROL_PLANE_FAILURE_DOMAIN".into(), zone);
+        }
         out.push_str("\n---\n");
         out.push_str(&envsubst::substitute(&cp_t, &vars)?);
     }

@@ -15,6 +15,9 @@ pub struct Ready {
     pub credentials_secret: String,
     pub sim_url: String,
     pub sim_ca_pem: String,
+    pub infrastructure: super::cloud::Infrastructure,
+    /// Template variables only the cloud knows (credentials Secret, CA, network ids).
+    pub template_vars: std::collections::BTreeMap<String, String>,
     /// CRDs that did not exist before: `down` removes exactly these from a foreign cluster.
     pub created_crds: Vec<String>,
 }

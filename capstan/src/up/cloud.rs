@@ -1,0 +1,206 @@
+//! The simulated cloud `capstan up` runs the cluster on (`--infrastructure dcs|hcs`): which
+//! simulator, the credentials Secret the provider reads, the templates and their variables, and
+//! what each VM's console shows. Everything else in `up` is the same for every cloud.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use capstan_guest::{EndpointMode, GuestOptions, GuestStatus, Guests};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Infrastructure {
+    /// Huawei DCS (no load balancer: the endpoint is a VIP the guests serve).
+    #[default]
+    Dcs,
+    /// Huawei Cloud Stack (a managed ELB in front of the control plane, three zones).
+    Hcs,
+}
+
+impl Infrastructure {
+    /// The `--provider` name of its infrastructure provider.
+    pub fn provider(self) -> &'static str {
+        match self {
+            Infrastructure::Dcs => "dcs",
+            Infrastructure::Hcs => "hcs",
+        }
+    }
+
+    /// The built-in cluster template and control-plane machine template.
+    pub fn templates(self) -> (&'static str, &'static str) {
+        match self {
+            Infrastructure::Dcs => (
+                include_str!("../../../templates/dcs/cluster-template.yaml"),
+                include_str!("../../../templates/dcs/control-plane-machine.yaml"),
+            ),
+            Infrastructure::Hcs => (
+                include_str!("../../../templates/hcs/cluster-template.yaml"),
+                include_str!("../../../templates/hcs/control-plane-machine.yaml"),
+            ),
+        }
+    }
+
+    /// The zones control-plane machine `index` goes to, when the cloud has any.
+    pub fn control_plane_failure_domain(self, index: u32) -> Option<String> {
+        match self {
+            Infrastructure::Dcs => None,
+            Infrastructure::Hcs => Some(format!("az{}", index % 3 + 1)),
+        }
+    }
+
+    pub fn credentials_secret(self) -> &'static str {
+        match self {
+            Infrastructure::Dcs => "capstan-up-dcs",
+            Infrastructure::Hcs => "capstan-up-hcs",
+        }
+    }
+}
+
+/// A running simulator.
+pub enum Cloud {
+    Dcs(capstan_sim_dcs::SimHandle),
+    Hcs {
+        sim: capstan_sim_hcs::SimHandle,
+        /// The subnet machines and the ELB use.
+        subnet_id: String,
+    },
+}
+
+fn random_secret(prefix: &str) -> anyhow::Result<String> {
+    let mut b = [0u8; 18];
+    openssl::rand::rand_bytes(&mut b)?;
+    Ok(format!(
+        "{prefix}{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}
+
+impl Cloud {
+    /// Starts the simulator with guest emulation under `guests_dir`; the Secret's `stringData`.
+    pub async fn start(
+        infra: Infrastructure,
+        guests_dir: &Path,
+        boot_delay: Duration,
+    ) -> anyhow::Result<(Self, Value)> {
+        let guests = |endpoint| {
+            Guests::new(GuestOptions {
+                boot_delay,
+                endpoint,
+                ..GuestOptions::new(guests_dir)
+            })
+        };
+        match infra {
+            Infrastructure::Dcs => {
+                let password = random_secret("Up-")?;
+                let sim = capstan_sim_dcs::Simulator::start(capstan_sim_dcs::SimConfig {
+                    password: password.clone(),
+                    knobs: capstan_sim_dcs::SimKnobs {
+                        latency: capstan_sim_dcs::Latency::compressed(),
+                        ..Default::default()
+                    },
+                    guests: Some(guests(EndpointMode::Vip)),
+                    ..Default::default()
+                })
+                .await
+                .context("starting the DCS simulator")?;
+                let data = json!({"endpoint": sim.url().to_string(), "authUser": "capstan", "authKey": password});
+                Ok((Cloud::Dcs(sim), data))
+            }
+            Infrastructure::Hcs => {
+                let config = capstan_sim_hcs::SimConfig {
+                    secret_key: random_secret("")?,
+                    knobs: capstan_sim_hcs::SimKnobs {
+                        latency: capstan_sim_hcs::Latency::compressed(),
+                        health_interval_override: Some(Duration::from_millis(500)),
+                        ..Default::default()
+                    },
+                    guests: Some(guests(EndpointMode::LoadBalanced)),
+                    ..Default::default()
+                };
+                let sim = capstan_sim_hcs::Simulator::start(config.clone())
+                    .await
+                    .context("starting the HCS simulator")?;
+                let url = sim.url().to_string();
+                let data = json!({
+                    "accessKey": config.access_key, "secretKey": config.secret_key,
+                    "projectID": config.project_id, "region": config.region,
+                    "externalGlobalDomain": "sim.invalid",
+                    "iamEndpoint": url, "ecsEndpoint": url, "vpcEndpoint": url, "imsEndpoint": url, "evsEndpoint": url
+                });
+                let subnet_id = config.subnets[0].id.clone();
+                Ok((Cloud::Hcs { sim, subnet_id }, data))
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Cloud::Dcs(s) => s.url().to_string(),
+            Cloud::Hcs { sim, .. } => sim.url().to_string(),
+        }
+    }
+
+    pub fn ca_pem(&self) -> String {
+        match self {
+            Cloud::Dcs(s) => s.ca_pem().to_string(),
+            Cloud::Hcs { sim, .. } => sim.ca_pem().to_string(),
+        }
+    }
+
+    /// The template variables only this cloud knows (its CA, the credentials Secret, its network).
+    pub fn template_vars(&self, secret: &str) -> BTreeMap<String, String> {
+        let ca = self.ca_pem().replace('\n', "\\n");
+        match self {
+            Cloud::Dcs(_) => BTreeMap::from([
+                ("DCS_CREDENTIALS_SECRET".into(), secret.into()),
+                ("DCS_CA_BUNDLE".into(), ca),
+            ]),
+            Cloud::Hcs { subnet_id, .. } => BTreeMap::from([
+                ("HCS_CREDENTIALS_SECRET".into(), secret.into()),
+                ("HCS_CA_BUNDLE".into(), ca),
+                ("HCS_SUBNET_ID".into(), subnet_id.clone()),
+            ]),
+        }
+    }
+
+    /// VM name → what its guest shows on the console.
+    pub fn consoles(&self) -> BTreeMap<String, String> {
+        match self {
+            Cloud::Dcs(s) => s
+                .state()
+                .vms()
+                .into_iter()
+                .filter_map(|v| v.guest.map(|g| (v.name, console_line(&g))))
+                .collect(),
+            Cloud::Hcs { sim, .. } => sim
+                .state()
+                .servers()
+                .into_iter()
+                .filter_map(|v| v.guest.map(|g| (v.name, console_line(&g))))
+                .collect(),
+        }
+    }
+
+    /// Stops the simulator; its guests, and the workload clusters' processes, go with it.
+    pub async fn shutdown(self) {
+        match self {
+            Cloud::Dcs(s) => s.shutdown().await,
+            // Dropping it stops its server, its load balancers' listeners and its guests.
+            Cloud::Hcs { sim, .. } => drop(sim),
+        }
+    }
+}
+
+fn console_line(g: &GuestStatus) -> String {
+    match g {
+        GuestStatus::Booting => "booting".into(),
+        GuestStatus::Running { node: Some(n) } => format!("running, node {n}"),
+        GuestStatus::Running { node: None } => "running".into(),
+        GuestStatus::Failed { reason } => format!("boot failed: {reason}"),
+        GuestStatus::Off => "off".into(),
+    }
+}
