@@ -224,7 +224,10 @@ pub type HCSMachineStatus = InfraMachineStatus<HCSMachineResources>;
     version = "v1beta1",
     kind = "HCSMachineTemplate",
     namespaced,
-    category = "cluster-api"
+    category = "cluster-api",
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.template.spec.imageName"}"#,
+    printcolumn = r#"{"name":"Flavor","type":"string","jsonPath":".spec.template.spec.flavorName"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 pub struct HCSMachineTemplateSpec {
     pub template: HCSMachineTemplateResource,
@@ -243,7 +246,8 @@ pub struct HCSMachineTemplateResource {
     version = "v1beta1",
     kind = "HCSClusterTemplate",
     namespaced,
-    category = "cluster-api"
+    category = "cluster-api",
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 pub struct HCSClusterTemplateSpec {
     pub template: HCSClusterTemplateResource,
