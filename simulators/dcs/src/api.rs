@@ -146,10 +146,7 @@ async fn enter(sh: &Sh, op: &str, h: &HeaderMap, site: Option<&str>) -> Result<(
             format!("site {site} does not exist"),
         ));
     }
-    if let Some(n) = w.knobs.fail_next.get_mut(op)
-        && *n > 0
-    {
-        *n -= 1;
+    if capstan_simkit::faults::take_fail_next(&mut w.knobs.fail_next, op) {
         return Err(fault(
             StatusCode::INTERNAL_SERVER_ERROR,
             codes::INJECTED,

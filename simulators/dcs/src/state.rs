@@ -117,7 +117,7 @@ pub(crate) struct World {
     pub next_vm: u32,
     pub next_task: u64,
     pub next_dhcp: u32,
-    rng: u64,
+    rng: capstan_simkit::faults::Rng,
 }
 
 pub(crate) struct Shared {
@@ -132,7 +132,7 @@ impl Shared {
     pub fn new(config: SimConfig, host_url: String) -> Arc<Self> {
         let knobs = config.knobs.clone();
         let mut w = World {
-            rng: config.seed | 1,
+            rng: capstan_simkit::faults::Rng::new(config.seed),
             config,
             knobs,
             tokens: HashMap::new(),
@@ -221,41 +221,17 @@ impl World {
         format!("urn:sites:{}:dvswitchs:{dvswitch}:portgroups:{id}", self.site())
     }
 
-    /// SplitMix64: seeded and deterministic so failure injection is reproducible.
-    pub fn next_u64(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// True with probability `p`.
+    /// True with probability `p` (the kit's seeded source: failure injection is reproducible).
     pub fn roll(&mut self, p: f64) -> bool {
-        if p <= 0.0 {
-            return false;
-        }
-        if p >= 1.0 {
-            return true;
-        }
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+        self.rng.roll(p)
     }
 
     pub fn new_uuid(&mut self) -> String {
-        let a = self.next_u64();
-        let b = self.next_u64();
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            ((b >> 48) & 0x3fff) | 0x8000,
-            b & 0xffff_ffff_ffff
-        )
+        self.rng.uuid()
     }
 
     pub fn new_token(&mut self) -> String {
-        format!("{:016x}{:016x}", self.next_u64(), self.next_u64())
+        self.rng.hex(16)
     }
 
     pub fn new_vm_id(&mut self) -> String {
@@ -265,7 +241,7 @@ impl World {
     }
 
     pub fn new_mac(&mut self) -> String {
-        let n = self.next_u64();
+        let n = self.rng.next_u64();
         format!(
             "28:6e:d4:{:02x}:{:02x}:{:02x}",
             (n >> 16) & 0xff,
