@@ -9,11 +9,14 @@ use kube::Api;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     values: BTreeMap<String, String>,
+    /// The Secret they came from (`namespace`, `name`), for messages that name it.
+    source: (String, String),
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
+            .field("secret", &self.secret())
             .field("keys", &self.values.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -38,8 +41,12 @@ pub enum CredentialsError {
 }
 
 impl Credentials {
+    /// Credentials not read from a Secret (tests, tools); messages call their source `memory`.
     pub fn from_map(values: BTreeMap<String, String>) -> Self {
-        Self { values }
+        Self {
+            values,
+            source: (String::new(), "memory".into()),
+        }
     }
 
     /// Reads every key of `namespace/name`.
@@ -67,7 +74,10 @@ impl Credentials {
         for (k, v) in secret.string_data.unwrap_or_default() {
             values.insert(k, v);
         }
-        Ok(Self { values })
+        Ok(Self {
+            values,
+            source: (namespace.into(), name.into()),
+        })
     }
 
     /// Makes the Secret `namespace/name` travel with the cluster: an owner reference to the
@@ -118,12 +128,17 @@ impl Credentials {
     }
 
     /// The value of `key`, or an error naming the secret and key (never the value).
-    pub fn require(&self, key: &str, namespace: &str, name: &str) -> Result<&str, CredentialsError> {
+    pub fn require(&self, key: &str) -> Result<&str, CredentialsError> {
         self.get(key).ok_or_else(|| CredentialsError::MissingKey {
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: self.source.0.clone(),
+            name: self.source.1.clone(),
             key: key.into(),
         })
+    }
+
+    /// `namespace/name` of the Secret, for messages about one of its values.
+    pub fn secret(&self) -> String {
+        format!("{}/{}", self.source.0, self.source.1)
     }
 }
 
@@ -138,7 +153,7 @@ mod tests {
         assert!(text.contains("authKey") && !text.contains("s3cret"), "{text}");
         assert_eq!(c.get("authKey"), Some("s3cret!"));
         assert!(
-            c.require("endpoint", "ns", "creds")
+            c.require("endpoint")
                 .unwrap_err()
                 .to_string()
                 .contains("no key \"endpoint\"")

@@ -12,7 +12,6 @@ use capstan_lifecycle::{
     Credentials, InfraProvider, Instance, InstanceState, MachineScope, NoResources, Operation, OperationState, Removal,
 };
 use capstan_runtime::metrics::Metrics;
-use kube::ResourceExt;
 
 use crate::api::{DCSCluster, DCSMachine, PasswordEncodingSpec};
 use crate::client::{
@@ -88,6 +87,12 @@ pub enum ProviderError {
     Ipam(#[from] ipam::IpamError),
 }
 
+impl From<capstan_lifecycle::credentials::CredentialsError> for ProviderError {
+    fn from(e: capstan_lifecycle::credentials::CredentialsError) -> Self {
+        ProviderError::Credentials(e.to_string())
+    }
+}
+
 impl CloudError for ProviderError {
     fn is_retryable(&self) -> bool {
         // IPAM problems clear up without a spec change (a pool created or freed, a conflict).
@@ -153,29 +158,23 @@ impl DcsProvider {
     }
 
     fn client(&self, cluster: &DCSCluster, creds: &Credentials) -> Result<DcsClient, ProviderError> {
-        let ns = cluster.namespace().unwrap_or_default();
-        let secret = &cluster.spec.credentials_secret_ref.name;
-        let need = |k: &str| {
-            creds
-                .require(k, &ns, secret)
-                .map_err(|e| ProviderError::Credentials(e.to_string()))
-        };
+        let secret = creds.secret();
+        let need = |k: &str| creds.require(k).map_err(ProviderError::from);
         let endpoint = need("endpoint")?;
         // Values of the Secret are never echoed (conditions are readable by anyone who can read
         // the DCSCluster): the messages name the key and what is wrong with it.
-        let endpoint = reqwest::Url::parse(endpoint).map_err(|e| {
-            ProviderError::Credentials(format!("key endpoint of Secret {ns}/{secret} is not a URL ({e})"))
-        })?;
+        let endpoint = reqwest::Url::parse(endpoint)
+            .map_err(|e| ProviderError::Credentials(format!("key endpoint of Secret {secret} is not a URL ({e})")))?;
         if !endpoint.username().is_empty() || endpoint.password().is_some() {
             return Err(ProviderError::Credentials(format!(
-                "key endpoint of Secret {ns}/{secret} carries credentials (user:password@): put them in authUser and authKey"
+                "key endpoint of Secret {secret} carries credentials (user:password@): put them in authUser and authKey"
             )));
         }
         let mut config = DcsConfig::new(endpoint, need("authUser")?, need("authKey")?.to_string());
         if let Some(t) = creds.get("userType") {
             config.user_type = UserType::parse(t).ok_or_else(|| {
                 ProviderError::Credentials(format!(
-                    "key userType of Secret {ns}/{secret} is neither interconnect nor domain"
+                    "key userType of Secret {secret} is neither interconnect nor domain"
                 ))
             })?;
         }

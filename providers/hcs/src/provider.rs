@@ -76,6 +76,12 @@ impl ProviderError {
     }
 }
 
+impl From<capstan_lifecycle::credentials::CredentialsError> for ProviderError {
+    fn from(e: capstan_lifecycle::credentials::CredentialsError) -> Self {
+        ProviderError::Credentials(e.to_string())
+    }
+}
+
 impl CloudError for ProviderError {
     fn is_retryable(&self) -> bool {
         // Quota frees up when other servers go; everything else in the spec needs a change.

@@ -3,7 +3,6 @@
 //! name the key and what is wrong with it.
 
 use capstan_lifecycle::Credentials;
-use kube::ResourceExt;
 use reqwest::Url;
 
 use crate::api::HCSCluster;
@@ -13,13 +12,8 @@ use crate::provider::ProviderError;
 const SERVICES: [Service; 5] = [Service::Iam, Service::Ecs, Service::Vpc, Service::Evs, Service::Ims];
 
 pub fn config(cluster: &HCSCluster, creds: &Credentials) -> Result<HcsConfig, ProviderError> {
-    let ns = cluster.namespace().unwrap_or_default();
-    let secret = &cluster.spec.credentials_secret_ref.name;
-    let need = |k: &str| {
-        creds
-            .require(k, &ns, secret)
-            .map_err(|e| ProviderError::Credentials(e.to_string()))
-    };
+    let secret = creds.secret();
+    let need = |k: &str| creds.require(k).map_err(ProviderError::from);
     // AK/SK (what ACP's HCS provider uses) unless the Secret names an IAM user instead.
     let auth = if creds.get("accessKey").is_none() && creds.get("username").is_some() {
         Auth::Password {
@@ -37,7 +31,7 @@ pub fn config(cluster: &HCSCluster, creds: &Credentials) -> Result<HcsConfig, Pr
     if let Some(schema) = creds.get("schema") {
         if !matches!(schema, "https" | "http") {
             return Err(ProviderError::Credentials(format!(
-                "key schema of Secret {ns}/{secret} must be https or http"
+                "key schema of Secret {secret} must be https or http"
             )));
         }
         config.scheme = schema.to_string();
@@ -50,7 +44,7 @@ pub fn config(cluster: &HCSCluster, creds: &Credentials) -> Result<HcsConfig, Pr
             .filter(|u| matches!(u.scheme(), "https" | "http") && u.username().is_empty() && u.password().is_none())
             .ok_or_else(|| {
                 ProviderError::Credentials(format!(
-                    "key {key} of Secret {ns}/{secret} is not an http(s) URL without user information"
+                    "key {key} of Secret {secret} is not an http(s) URL without user information"
                 ))
             })?;
         config.endpoints.insert(service.name().to_string(), url);
