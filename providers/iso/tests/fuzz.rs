@@ -2,7 +2,7 @@
 //! panic it. Mutations of real NoCloud images, for a bounded time (see `capstan_e2e::fuzz`).
 
 use capstan_e2e::fuzz::fuzz;
-use capstan_iso::{BootstrapVolume, IsoFile, NoCloudSeed, build_iso, read_iso};
+use capstan_iso::{BootstrapVolume, IgnitionVolume, NoCloudSeed, read_iso};
 
 #[test]
 fn read_iso_never_panics() {
@@ -15,14 +15,9 @@ fn read_iso_never_panics() {
     }
     .to_iso()
     .unwrap();
-    let ignition = build_iso(
-        "ignition",
-        &[IsoFile::new(
-            "config.ign",
-            br#"{"ignition":{"version":"3.4.0"}}"#.to_vec(),
-        )],
-    )
-    .unwrap();
+    let ignition = IgnitionVolume::new(br#"{"ignition":{"version":"3.4.0"}}"#.to_vec())
+        .to_iso()
+        .unwrap();
     let report = fuzz(
         "read_iso",
         &[&seed, &ignition],

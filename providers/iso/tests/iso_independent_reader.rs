@@ -1,10 +1,10 @@
-//! The NoCloud ISO checked with independent readers: `isoinfo` (genisoimage) and `xorriso`.
+//! The NoCloud and Ignition ISOs checked with independent readers: `isoinfo` (genisoimage) and `xorriso`.
 //! Both must be installed (`apt-get install -y genisoimage xorriso`).
 
 use std::path::Path;
 use std::process::Command;
 
-use capstan_iso::{BootstrapVolume, IsoFile, NoCloudSeed, build_iso, static_network_config};
+use capstan_iso::{BootstrapVolume, IgnitionVolume, IsoFile, NoCloudSeed, build_iso, static_network_config};
 
 fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new(cmd)
@@ -97,5 +97,57 @@ fn isoinfo_reads_multi_sector_directory() {
     for i in [0usize, 29, 59] {
         let got = run("isoinfo", &["-J", "-i", &iso, "-x", &format!("/{}", files[i].name)]);
         assert_eq!(got, files[i].data);
+    }
+}
+
+/// The MicroOS Ignition volume: a subdirectory, read by both tools with the exact label
+/// `ignition` (lowercase: MicroOS's `ignition-setup-user` looks for nothing else).
+#[test]
+fn independent_readers_find_the_ignition_config_in_its_subdirectory() {
+    let config: Vec<u8> = (0..9000u32).map(|i| b"{}[]\"abc"[(i % 8) as usize]).collect();
+    let mut files = IgnitionVolume::new(config.clone()).files();
+    files.push(IsoFile::new(
+        "combustion/script",
+        b"#!/bin/bash\n# combustion: network\n".to_vec(),
+    ));
+    files.push(IsoFile::new("ignition/extra/deeper.txt", b"deep\n".to_vec()));
+    let dir = tempfile::tempdir().unwrap();
+    let iso = write_iso(dir.path(), &build_iso("ignition", &files).unwrap());
+
+    let info = String::from_utf8(run("isoinfo", &["-d", "-i", &iso])).unwrap();
+    assert!(info.contains("Volume id: ignition"), "{info}");
+    let listing = String::from_utf8(run("isoinfo", &["-J", "-f", "-i", &iso])).unwrap();
+    let mut names: Vec<&str> = listing.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "/combustion",
+            "/combustion/script",
+            "/ignition",
+            "/ignition/config.ign",
+            "/ignition/extra",
+            "/ignition/extra/deeper.txt"
+        ]
+    );
+    assert_eq!(
+        run("isoinfo", &["-J", "-i", &iso, "-x", "/ignition/config.ign"]),
+        config
+    );
+    let plain = String::from_utf8(run("isoinfo", &["-f", "-i", &iso])).unwrap();
+    assert!(plain.contains("/IGNITION/CONFIG.IGN;1"), "{plain}");
+
+    let out = dir.path().join("out");
+    run(
+        "xorriso",
+        &["-osirrox", "on", "-indev", &iso, "-extract", "/", out.to_str().unwrap()],
+    );
+    for f in &files {
+        assert_eq!(
+            std::fs::read(out.join(&f.name)).unwrap(),
+            f.data,
+            "{} via xorriso",
+            f.name
+        );
     }
 }
