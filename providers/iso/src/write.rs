@@ -14,7 +14,6 @@ use crate::{FIRST_DESCRIPTOR, IsoError, IsoFile, SECTOR, STAMP_YEAR};
 struct Dir<'a> {
     /// Index of the parent in the breadth-first list (the root is its own parent).
     parent: usize,
-    name: &'a str,
     /// Children by name: `Ok(file index)` or `Err(dir index)`.
     children: BTreeMap<&'a str, Result<usize, usize>>,
 }
@@ -83,7 +82,6 @@ pub fn build_iso(label: &str, files: &[IsoFile]) -> Result<Vec<u8>, IsoError> {
 fn tree(files: &[IsoFile]) -> Result<Vec<Dir<'_>>, IsoError> {
     let mut dirs = vec![Dir {
         parent: 0,
-        name: "",
         children: BTreeMap::new(),
     }];
     // Build depth first, then renumber breadth first.
@@ -101,7 +99,6 @@ fn tree(files: &[IsoFile]) -> Result<Vec<Dir<'_>>, IsoError> {
                 None => {
                     dirs.push(Dir {
                         parent: at,
-                        name: part,
                         children: BTreeMap::new(),
                     });
                     let new = dirs.len() - 1;
