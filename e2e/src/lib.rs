@@ -9,6 +9,7 @@
 pub mod bench;
 mod crds;
 pub mod fuzz;
+pub mod ignition;
 pub mod objects;
 mod testenv;
 mod vcsim;

@@ -12,6 +12,7 @@ mod context;
 pub use context::DEFAULT_OPERATION_TIMEOUT;
 mod controller;
 pub mod credentials;
+pub mod ignition;
 pub mod ipam;
 mod machine;
 pub mod provider;
