@@ -108,6 +108,27 @@ pub struct DCSMachineSpec {
     /// Capstan's own `DCSIPHostnamePool`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_hostname_pool_ref: Option<PoolRef>,
+    /// Where an Ignition bootstrap config goes on the bootstrap ISO (used only when the bootstrap
+    /// data's format is `ignition`). The defaults are openSUSE MicroOS's: volume label `ignition`,
+    /// file `ignition/config.ign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignition: Option<IgnitionVolumeSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IgnitionVolumeSpec {
+    /// ISO volume label. MicroOS's `ignition-setup-user` matches `ignition` exactly (lowercase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub volume_label: Option<String>,
+    /// Path of the config on the volume, relative, `/`-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^([A-Za-z0-9_-][A-Za-z0-9._-]*)(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
+    )]
+    pub config_path: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

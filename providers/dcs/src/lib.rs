@@ -7,6 +7,7 @@ pub mod client;
 pub use capstan_iso as iso;
 pub mod pool;
 pub mod provider;
+pub mod volume;
 
 pub use client::{DcsClient, DcsClientPool, DcsConfig, DcsError, PasswordEncoding, SecretString, UserType};
 

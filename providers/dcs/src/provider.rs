@@ -8,8 +8,8 @@ use capstan_api::core::{MachineAddress, MachineAddressType};
 use capstan_lifecycle::ipam::{self, ClaimedAddress};
 use capstan_lifecycle::status::PendingOperation;
 use capstan_lifecycle::{
-    Boot, BootstrapData, BootstrapFormat, Cleanup, CloudError, ClusterInfra, ClusterProgress, ClusterScope,
-    Credentials, InfraProvider, Instance, InstanceState, MachineScope, NoResources, Operation, OperationState, Removal,
+    Boot, BootstrapData, Cleanup, CloudError, ClusterInfra, ClusterProgress, ClusterScope, Credentials, InfraProvider,
+    Instance, InstanceState, MachineScope, NoResources, Operation, OperationState, Removal,
 };
 use capstan_runtime::metrics::Metrics;
 
@@ -18,7 +18,6 @@ use crate::client::{
     CloneSpec, DcsClient, DcsClientPool, DcsConfig, DcsError, DiskSpec, NicSpec, PasswordEncoding, StaticIpv4,
     StopMode, TaskStatus, UserType, Vm, VmState,
 };
-use crate::iso::{BootstrapVolume, NoCloudSeed, static_network_config};
 
 /// Whether `vm` is the one the machine's `spec.providerID` names (set by Capstan once the VM
 /// existed, and carried by `clusterctl move` when the machine's UID is not).
@@ -75,10 +74,10 @@ pub enum ProviderError {
     Spec(String),
     #[error("VM template {0:?} not found")]
     TemplateNotFound(String),
-    #[error("bootstrap data in {0:?} format is not supported by the DCS provider yet")]
-    UnsupportedBootstrapFormat(BootstrapFormat),
-    #[error("cannot build the bootstrap ISO: {0}")]
-    Iso(String),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+    #[error("the bootstrap data cannot be delivered on DCS: {0}")]
+    UndeliverableBootstrap(#[from] capstan_lifecycle::ignition::IgnitionError),
     #[error("the VM is {0}; waiting for its current task to finish")]
     Busy(String),
     #[error(transparent)]
@@ -107,8 +106,8 @@ impl CloudError for ProviderError {
             ProviderError::Credentials(_) => "InvalidCredentials",
             ProviderError::Spec(_) => "InvalidSpec",
             ProviderError::TemplateNotFound(_) => "TemplateNotFound",
-            ProviderError::UnsupportedBootstrapFormat(_) => "UnsupportedBootstrapFormat",
-            ProviderError::Iso(_) => "BootstrapVolumeFailed",
+            ProviderError::Volume(_) => "BootstrapVolumeFailed",
+            ProviderError::UndeliverableBootstrap(_) => "UnsupportedBootstrapFormat",
             ProviderError::Busy(_) => "InstanceBusy",
             ProviderError::Ipam(e) => e.reason(),
             ProviderError::Dcs(DcsError::Auth { .. }) => "AuthenticationFailed",
@@ -326,9 +325,7 @@ impl InfraProvider for DcsProvider {
         scope: &MachineScope<'_, Self>,
         bootstrap: &BootstrapData,
     ) -> Result<Operation, ProviderError> {
-        if bootstrap.format != BootstrapFormat::CloudConfig {
-            return Err(ProviderError::UnsupportedBootstrapFormat(bootstrap.format));
-        }
+        crate::volume::check_deliverable(bootstrap)?;
         let client = self.client(scope.cluster, scope.credentials)?;
         let spec = &scope.machine.spec;
         let template = client.find_template(&spec.template).await.map_err(|e| {
@@ -426,17 +423,17 @@ impl InfraProvider for DcsProvider {
                     .map(static_ipv4)
                     .transpose()?,
             };
-            let network_config = first_nic.map(|s| static_network_config(s.address, s.prefix_len, s.gateway, &s.dns));
-            let seed = NoCloudSeed {
-                instance_id: scope.identity.uid.clone(),
-                hostname: lease
-                    .and_then(|l| l.hostname)
-                    .unwrap_or_else(|| scope.identity.name.clone()),
-                user_data: bootstrap.value.clone(),
-                network_config,
-                provider_id: Some(provider_id(&vm)),
+            let hostname = lease
+                .and_then(|l| l.hostname)
+                .unwrap_or_else(|| scope.identity.name.clone());
+            let input = crate::volume::VolumeInput {
+                instance_id: &scope.identity.uid,
+                hostname: &hostname,
+                provider_id: &provider_id(&vm),
+                address: first_nic.as_ref(),
+                ignition: scope.machine.spec.ignition.as_ref(),
             };
-            let iso = seed.to_iso().map_err(|e| ProviderError::Iso(e.to_string()))?;
+            let iso = crate::volume::bootstrap_iso(&input, bootstrap)?;
             let uploaded = client.upload_iso(&instance.id, &iso_name(scope), iso).await?;
             let task = client.attach_cdrom(&instance.id, &uploaded.device_path).await?;
             return Ok(Some(Operation {

@@ -9,8 +9,8 @@ use base64::Engine;
 use capstan_api::core::{FailureDomain, MachineAddress, MachineAddressType};
 use capstan_lifecycle::status::PendingOperation;
 use capstan_lifecycle::{
-    Attachment, Boot, BootstrapData, Cleanup, CloudError, ClusterInfra, ClusterProgress, ClusterScope, InfraProvider,
-    Instance, InstanceState, MachineScope, Operation, OperationState, Removal,
+    Attachment, Boot, BootstrapData, BootstrapFormat, Cleanup, CloudError, ClusterInfra, ClusterProgress, ClusterScope,
+    InfraProvider, Instance, InstanceState, MachineScope, Operation, OperationState, Removal,
 };
 use capstan_runtime::metrics::Metrics;
 
@@ -53,7 +53,7 @@ pub enum ProviderError {
     #[error("subnet {0:?} not found")]
     SubnetNotFound(String),
     #[error(
-        "the bootstrap data is {0} bytes; ECS takes at most {USER_DATA_LIMIT} bytes of user_data (before base64), so the server was not created"
+        "the bootstrap data is {0} bytes; ECS takes at most {USER_DATA_LIMIT} bytes of user_data (before base64), so the server was not created (an Ignition 3.x config is shrunk to a gzip stub first; this one does not fit even so)"
     )]
     UserDataTooLarge(usize),
     #[error("quota exceeded: {0}")]
@@ -64,6 +64,26 @@ pub enum ProviderError {
     TooManyAttempts(u32),
     #[error(transparent)]
     Hcs(#[from] HcsError),
+}
+
+/// What goes into ECS `user_data` (before the API's base64). cloud-config as is; an Ignition
+/// config raw too — Ignition's `openstack` platform reads user data unmodified and does not
+/// gunzip it — unless it is over the ECS limit, when a 3.x config becomes a small stub whose
+/// `config.replace` carries it gzip-compressed in a `data:` URL. Nothing is ever truncated.
+fn user_data(bootstrap: &BootstrapData) -> Result<Vec<u8>, ProviderError> {
+    let too_large = |n: usize| ProviderError::UserDataTooLarge(n);
+    if bootstrap.value.len() <= USER_DATA_LIMIT {
+        return Ok(bootstrap.value.clone());
+    }
+    if bootstrap.format != BootstrapFormat::Ignition {
+        return Err(too_large(bootstrap.value.len()));
+    }
+    let stub =
+        capstan_lifecycle::ignition::replace_stub(&bootstrap.value).map_err(|_| too_large(bootstrap.value.len()))?;
+    if stub.len() > USER_DATA_LIMIT {
+        return Err(too_large(stub.len()));
+    }
+    Ok(stub)
 }
 
 impl ProviderError {
@@ -209,9 +229,7 @@ impl HcsProvider {
     ) -> Result<CreateServer, ProviderError> {
         let spec = &scope.machine.spec;
         let cluster = scope.cluster;
-        if bootstrap.value.len() > USER_DATA_LIMIT {
-            return Err(ProviderError::UserDataTooLarge(bootstrap.value.len()));
-        }
+        let user_data = user_data(bootstrap)?;
         let zone = spec.availability_zone.clone().or(scope.failure_domain.clone());
         let image = client
             .find_images(&spec.image_name)
@@ -276,7 +294,7 @@ impl HcsProvider {
                 .map(|g| IdRef { id: g.id.clone() })
                 .collect(),
             availability_zone: zone,
-            user_data: Some(base64::engine::general_purpose::STANDARD.encode(&bootstrap.value)),
+            user_data: Some(base64::engine::general_purpose::STANDARD.encode(&user_data)),
             metadata: Default::default(),
             server_tags,
             scheduler_hints: spec
@@ -564,6 +582,54 @@ mod tests {
         assert_eq!(client_token("u", 0), "u");
         assert_eq!(client_token("u", 2), "u-2");
         assert_eq!(client_token("u", 2), client_token("u", 2));
+    }
+
+    #[test]
+    fn large_ignition_configs_become_a_replace_stub_and_nothing_is_truncated() {
+        use base64::Engine;
+        let filler = "x".repeat(40_000);
+        let doc = format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/big","contents":{{"source":"data:,{filler}"}}}}]}}}}"#
+        );
+        let ignition = |v: &str| BootstrapData {
+            value: v.as_bytes().to_vec(),
+            format: BootstrapFormat::Ignition,
+        };
+        let small = r#"{"ignition":{"version":"3.4.0"}}"#;
+        assert_eq!(
+            user_data(&ignition(small)).unwrap(),
+            small.as_bytes(),
+            "raw JSON, no gzip"
+        );
+        let stub: serde_json::Value = serde_json::from_slice(&user_data(&ignition(&doc)).unwrap()).unwrap();
+        let replace = &stub["ignition"]["config"]["replace"];
+        assert_eq!(replace["compression"], "gzip");
+        let gz = base64::engine::general_purpose::STANDARD
+            .decode(
+                replace["source"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix("data:;base64,")
+                    .unwrap(),
+            )
+            .unwrap();
+        let mut full = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut full).unwrap();
+        assert_eq!(full, doc);
+        // 2.x has no replace-with-compression, and cloud-config has no stub at all.
+        let v2 = doc.replace("3.4.0", "2.3.0");
+        assert!(matches!(
+            user_data(&ignition(&v2)),
+            Err(ProviderError::UserDataTooLarge(_))
+        ));
+        let cloud = BootstrapData {
+            value: filler.into_bytes(),
+            format: BootstrapFormat::CloudConfig,
+        };
+        assert!(matches!(
+            user_data(&cloud),
+            Err(ProviderError::UserDataTooLarge(40_000))
+        ));
     }
 
     #[test]
