@@ -30,16 +30,24 @@ impl Infrastructure {
         }
     }
 
-    /// The built-in cluster template and control-plane machine template.
-    pub fn templates(self) -> (&'static str, &'static str) {
-        match self {
-            Infrastructure::Dcs => (
+    /// The built-in cluster template and control-plane machine template for the nodes' OS.
+    pub fn templates(self, os: NodeOs) -> (&'static str, &'static str) {
+        match (self, os) {
+            (Infrastructure::Dcs, NodeOs::Ubuntu) => (
                 include_str!("../../../templates/dcs/cluster-template.yaml"),
                 include_str!("../../../templates/dcs/control-plane-machine.yaml"),
             ),
-            Infrastructure::Hcs => (
+            (Infrastructure::Dcs, NodeOs::Microos) => (
+                include_str!("../../../templates/dcs/cluster-template-microos.yaml"),
+                include_str!("../../../templates/dcs/control-plane-machine-microos.yaml"),
+            ),
+            (Infrastructure::Hcs, NodeOs::Ubuntu) => (
                 include_str!("../../../templates/hcs/cluster-template.yaml"),
                 include_str!("../../../templates/hcs/control-plane-machine.yaml"),
+            ),
+            (Infrastructure::Hcs, NodeOs::Microos) => (
+                include_str!("../../../templates/hcs/cluster-template-microos.yaml"),
+                include_str!("../../../templates/hcs/control-plane-machine-microos.yaml"),
             ),
         }
     }
@@ -58,6 +66,18 @@ impl Infrastructure {
             Infrastructure::Hcs => "capstan-up-hcs",
         }
     }
+}
+
+/// The operating system of the simulated images the nodes boot, which decides the bootstrap
+/// format: the built-in templates' flavor and the image the machines clone.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeOs {
+    /// Ubuntu with cloud-init (cloud-config bootstrap data).
+    #[default]
+    Ubuntu,
+    /// openSUSE MicroOS, immutable, bootstrapped by Ignition (spec 3.4.0).
+    Microos,
 }
 
 /// A running simulator.

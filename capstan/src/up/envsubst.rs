@@ -162,6 +162,49 @@ mod tests {
         }
     }
 
+    /// The MicroOS flavors: Ignition bootstrap, and the node-side variables survive clusterctl's
+    /// substitution (`$${VAR}` → `${VAR}`) for envsubst on the node.
+    #[test]
+    fn the_shipped_microos_flavors_render() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        let vars = vars(&[
+            ("CLUSTER_NAME", "c1"),
+            ("CONTROL_PLANE_ENDPOINT_HOST", "127.0.0.1"),
+            ("DCS_CREDENTIALS_SECRET", "creds"),
+            ("DCS_CA_BUNDLE", "x"),
+            ("HCS_CREDENTIALS_SECRET", "creds"),
+            ("HCS_SUBNET_ID", "subnet-1"),
+            ("HCS_CA_BUNDLE", "x"),
+            ("CONTROL_PLANE_MACHINE_INDEX", "0"),
+            ("CONTROL_PLANE_FAILURE_DOMAIN", "az1"),
+        ]);
+        for (cloud, node_var) in [
+            ("dcs", "${CAPSTAN_PROVIDER_ID}"),
+            ("hcs", "hcs://${AFTERBURN_OPENSTACK_INSTANCE_ID}"),
+        ] {
+            for f in ["cluster-template-microos.yaml", "control-plane-machine-microos.yaml"] {
+                let text = std::fs::read_to_string(root.join(cloud).join(f)).unwrap();
+                let out = substitute(&text, &vars).unwrap();
+                let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&out).unwrap();
+                let config = docs
+                    .iter()
+                    .find(|d| d["kind"] == "KubeadmConfig" || d["kind"] == "KubeadmConfigTemplate")
+                    .unwrap();
+                let spec = if config["kind"] == "KubeadmConfig" {
+                    &config["spec"]
+                } else {
+                    &config["spec"]["template"]["spec"]
+                };
+                assert_eq!(spec["format"], "ignition", "{cloud}/{f}");
+                assert!(out.contains(node_var), "{cloud}/{f}");
+                assert!(
+                    !out.contains("{{"),
+                    "no cloud-init jinja in an Ignition flavor: {cloud}/{f}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_shipped_hcs_templates_render() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/hcs");

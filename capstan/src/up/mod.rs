@@ -25,7 +25,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use crate::manager::parse_duration;
 use state::{Applied, Ready, StateDir, alive, last_lines};
 
-pub use cloud::Infrastructure;
+pub use cloud::{Infrastructure, NodeOs};
 const TESTENV_SCRIPT: &str = include_str!("../../../hack/testenv.sh");
 /// The wrapper module of the default kube-apiserver: all `testenv.sh plane` builds.
 const DEFAULT_APISERVER_MODULE: [(&str, &str); 2] = [
@@ -63,6 +63,10 @@ pub struct UpArgs {
     /// front of the control plane, machines across three availability zones).
     #[arg(long, value_enum, default_value = "dcs")]
     pub infrastructure: Infrastructure,
+    /// The nodes' operating system: `ubuntu` (cloud-init) or `microos` (Ignition), i.e. which
+    /// flavor of the built-in templates (`cluster-template-microos.yaml`) and images is used.
+    #[arg(long, value_enum, default_value = "ubuntu")]
+    pub os: NodeOs,
     /// Directory with cluster-template.yaml and control-plane-machine.yaml (default: the
     /// templates built into this binary, from the repository's templates/<infrastructure>).
     #[arg(long)]
@@ -192,7 +196,7 @@ fn render(args: &UpArgs, ready: &Ready, port: u16) -> anyhow::Result<String> {
             std::fs::read_to_string(d.join("control-plane-machine.yaml"))?,
         ),
         None => {
-            let (cluster, cp) = args.infrastructure.templates();
+            let (cluster, cp) = args.infrastructure.templates(args.os);
             (cluster.to_string(), cp.to_string())
         }
     };
