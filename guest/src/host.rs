@@ -6,37 +6,46 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cloudinit::{self, Step};
+use crate::cloudinit::{self, PlannedStep, RunIf};
 use crate::kubeadm::cluster::WorkloadCluster;
 use crate::kubeadm::node::NodeRecord;
-use crate::kubeadm::{self, KubeadmError};
 use crate::nocloud;
+use crate::os::{BootAgent, GuestOs};
 
-/// Where a guest's cloud-init finds its instance data: each cloud's delivery is an adapter onto
-/// one [`nocloud::Seed`] (user-data, meta-data, network-config), so the boot itself is the same
-/// whatever the cloud.
+mod exec;
+mod guestinfo;
+mod ignition;
+
+use exec::Shell;
+
+/// What the hypervisor offers the guest at power-on. The guest decides by its OS how to read it
+/// (cloud-init's NoCloud/OpenStack/VMware datasources, or Ignition's platform providers).
 #[derive(Debug)]
 pub enum Datasource {
     /// Nothing: no volume attached, no metadata service.
     None,
-    /// A CD-ROM image, read the way cloud-init's NoCloud datasource does (label `cidata`).
-    NoCloudIso(Vec<u8>),
-    /// Instance data handed over directly (an OpenStack-style metadata service, vSphere
-    /// guestinfo): the cloud's adapter has already decoded it.
-    Seed(nocloud::Seed),
+    /// An attached CD-ROM image. Ubuntu reads a NoCloud seed (label `cidata`); MicroOS reads
+    /// `ignition/config.ign` from a volume labelled exactly `ignition`; Flatcar and FCOS have no
+    /// such source.
+    Cdrom(Vec<u8>),
+    /// An OpenStack-style metadata service: `user_data` and `meta_data`.
+    Metadata(nocloud::Seed),
+    /// vSphere guestinfo keys (`guestinfo.ignition.config.data`, `guestinfo.userdata`, ...).
+    Guestinfo(BTreeMap<String, String>),
 }
 
 impl Datasource {
     /// A drive's image if there is one, else nothing.
     pub fn cdrom(iso: Option<Vec<u8>>) -> Self {
-        iso.map_or(Datasource::None, Datasource::NoCloudIso)
+        iso.map_or(Datasource::None, Datasource::Cdrom)
     }
 
     fn seed(self) -> Result<nocloud::Seed, String> {
         match self {
             Datasource::None => Err("no bootstrap volume attached: cloud-init found no datasource".into()),
-            Datasource::NoCloudIso(iso) => nocloud::read_seed(&iso).map_err(|e| format!("cloud-init: {e}")),
-            Datasource::Seed(seed) => Ok(seed),
+            Datasource::Cdrom(iso) => nocloud::read_seed(&iso).map_err(|e| format!("cloud-init: {e}")),
+            Datasource::Metadata(seed) => Ok(seed),
+            Datasource::Guestinfo(keys) => guestinfo::cloud_init_seed(&keys).map_err(|e| format!("cloud-init: {e}")),
         }
     }
 }
@@ -101,6 +110,8 @@ pub struct VmInfo {
     pub uuid: String,
     pub name: String,
     pub ips: Vec<String>,
+    /// The image the VM boots.
+    pub os: GuestOs,
 }
 
 /// What an operator would see on the VM's console.
@@ -201,6 +212,8 @@ struct VmRecord {
     node: Option<String>,
     log: Vec<String>,
     task: Option<tokio::task::AbortHandle>,
+    /// vSphere guestinfo as the guest left it (Ignition replaces its config with `e30K`).
+    guestinfo: Option<BTreeMap<String, String>>,
 }
 
 struct Inner {
@@ -277,6 +290,7 @@ impl Guests {
                 node: None,
                 log: Vec::new(),
                 task: Some(task.abort_handle()),
+                guestinfo: None,
             },
         );
     }
@@ -320,6 +334,12 @@ impl Guests {
             .unwrap_or_default()
     }
 
+    /// The guestinfo keys after the boot, for the vSphere simulator to store back: `None` until
+    /// the guest changed them (Ignition's `ignition-delete-config.service` after provisioning).
+    pub fn guestinfo(&self, vm_id: &str) -> Option<BTreeMap<String, String>> {
+        self.0.vms.lock().ok()?.get(vm_id).and_then(|r| r.guestinfo.clone())
+    }
+
     pub fn cluster(&self, endpoint: &str) -> Option<Arc<WorkloadCluster>> {
         self.0.clusters.get(endpoint)
     }
@@ -339,7 +359,10 @@ impl Guests {
 
     async fn boot(self, vm: VmInfo, source: Datasource) {
         tokio::time::sleep(self.0.options.boot_delay).await;
-        let result = self.run_cloud_init(&vm, source).await;
+        let result = match vm.os.boot_agent() {
+            BootAgent::CloudInit => self.run_cloud_init(&vm, source).await,
+            BootAgent::Ignition => self.run_ignition(&vm, source).await,
+        };
         self.update(&vm.id, |r| {
             r.booted = true;
             r.task = None;
@@ -354,6 +377,16 @@ impl Guests {
                 }
             };
         });
+    }
+
+    fn context<'a>(&'a self, root: &'a Path, vm: &'a VmInfo, hostname: &'a str) -> BootContext<'a> {
+        BootContext {
+            root,
+            vm,
+            hostname,
+            options: &self.0.options,
+            clusters: &self.0.clusters,
+        }
     }
 
     fn note(&self, vm_id: &str, line: String) {
@@ -373,38 +406,16 @@ impl Guests {
             .unwrap_or(&vm.name)
             .to_string();
         self.note(&vm.id, format!("cloud-init: wrote {} files", boot.written.len()));
-        let ctx = BootContext {
-            root: &root,
-            vm,
-            hostname: &hostname,
-            options: &self.0.options,
-            clusters: &self.0.clusters,
-        };
-        let mut node = None;
-        for step in &boot.steps {
-            match step {
-                Step::KubeadmInit { config } | Step::KubeadmJoin { config } => {
-                    let init = matches!(step, Step::KubeadmInit { .. });
-                    let verb = if init { "kubeadm init" } else { "kubeadm join" };
-                    self.note(&vm.id, format!("runcmd: {verb} --config {config}"));
-                    let result = if init {
-                        kubeadm::init(&ctx, config).await
-                    } else {
-                        kubeadm::join(&ctx, config).await
-                    };
-                    let cluster = result.map_err(|e: KubeadmError| format!("{verb}: {e}"))?;
-                    self.0.clusters.add_member(&cluster.endpoint, &vm.id);
-                    node = cluster.nodes().into_iter().find(|n| n.vm_id == vm.id).map(|n| n.name);
-                }
-                Step::WriteText { path, text, append } => {
-                    // echo adds the newline.
-                    cloudinit::write_bytes(&root, path, format!("{text}\n").as_bytes(), *append)
-                        .map_err(|e| format!("runcmd: {e}"))?;
-                    self.note(&vm.id, format!("runcmd: echo > {path}"));
-                }
-                Step::Recorded(cmd) => self.note(&vm.id, format!("runcmd (not executed): {cmd}")),
-            }
-        }
-        Ok(node)
+        let ctx = self.context(&root, vm, &hostname);
+        let steps: Vec<PlannedStep> = boot
+            .steps
+            .iter()
+            .map(|step| PlannedStep {
+                step: step.clone(),
+                run_if: RunIf::Always,
+            })
+            .collect();
+        self.run_steps(&ctx, &steps, &BTreeMap::new(), "runcmd", Shell::CloudInit)
+            .await
     }
 }

@@ -7,9 +7,12 @@
 
 pub mod cloudinit;
 mod host;
+pub mod ignition;
 pub mod kubeadm;
 pub mod nocloud;
+pub mod os;
 
 pub use host::{
     BootContext, ClusterView, Clusters, Datasource, EndpointMode, GuestOptions, GuestStatus, Guests, Mode, VmInfo,
 };
+pub use os::{BootAgent, GuestOs};

@@ -147,6 +147,7 @@ fn vm(n: u32, name: &str) -> VmInfo {
         uuid: format!("42100000-0000-0000-0000-{n:012}"),
         name: name.into(),
         ips: vec![format!("10.0.0.{}", 10 + n)],
+        os: capstan_guest::GuestOs::Ubuntu,
     }
 }
 
@@ -314,7 +315,7 @@ async fn init_cluster(g: &Guests, pki: &Path, port: u16) -> (VmInfo, String) {
     let started = Instant::now();
     g.power_on(
         cp.clone(),
-        Datasource::NoCloudIso(iso(&cp, &render(pki, port, Role::Init, json!({})))),
+        Datasource::Cdrom(iso(&cp, &render(pki, port, Role::Init, json!({})))),
     );
     let node = running(g, &cp.id).await;
     eprintln!("kubeadm init took {:?}", started.elapsed());
@@ -384,8 +385,8 @@ async fn init_then_joins() {
         json!({"joinConfiguration": {"discovery": {"bootstrapToken": {"token": token}}, "controlPlane": {}}}),
     );
     let started = Instant::now();
-    g.power_on(worker.clone(), Datasource::NoCloudIso(iso(&worker, &worker_doc)));
-    g.power_on(cp2.clone(), Datasource::NoCloudIso(iso(&cp2, &cp2_doc)));
+    g.power_on(worker.clone(), Datasource::Cdrom(iso(&worker, &worker_doc)));
+    g.power_on(cp2.clone(), Datasource::Cdrom(iso(&cp2, &cp2_doc)));
     let worker_node = running(&g, &worker.id).await;
     let cp2_node = running(&g, &cp2.id).await;
     eprintln!("two joins took {:?}", started.elapsed());
@@ -529,7 +530,7 @@ async fn join_failures() {
     ];
     let started = Instant::now();
     for (v, doc) in &cases {
-        g.power_on(v.clone(), Datasource::NoCloudIso(iso(v, doc)));
+        g.power_on(v.clone(), Datasource::Cdrom(iso(v, doc)));
     }
 
     let reason = failed(&g, "vm-0002").await;
@@ -607,7 +608,7 @@ async fn boot_failures_without_a_cluster() {
     assert!(doc.contains("\n#cloud-config\n"), "{doc}");
     let broken = doc.replacen("#cloud-config\n", "", 1);
     let v = vm(1, "no-cloud-config");
-    g.power_on(v.clone(), Datasource::NoCloudIso(iso(&v, &broken)));
+    g.power_on(v.clone(), Datasource::Cdrom(iso(&v, &broken)));
     let reason = failed(&g, &v.id).await;
     assert!(reason.starts_with("cloud-init: "), "{reason}");
     assert!(reason.contains("#cloud-config"), "{reason}");
@@ -632,7 +633,7 @@ async fn boot_failures_without_a_cluster() {
     let v = vm(3, "not-loopback");
     g.power_on(
         v.clone(),
-        Datasource::NoCloudIso(iso(
+        Datasource::Cdrom(iso(
             &v,
             &render_as(pki.path(), "10.0.0.1", 6443, Role::Init, json!({}), None),
         )),
@@ -663,7 +664,7 @@ async fn destroy_stops_the_control_plane() {
     let worker = vm(2, "worker-1");
     g.power_on(
         worker.clone(),
-        Datasource::NoCloudIso(iso(
+        Datasource::Cdrom(iso(
             &worker,
             &render(pki.path(), port, Role::Worker, token_join(&token)),
         )),
@@ -719,11 +720,11 @@ async fn nodes_only_mode() {
     let cp2 = vm(3, "cp-2");
     g.power_on(
         worker.clone(),
-        Datasource::NoCloudIso(iso(&worker, &render(pki.path(), port, Role::Worker, json!({})))),
+        Datasource::Cdrom(iso(&worker, &render(pki.path(), port, Role::Worker, json!({})))),
     );
     g.power_on(
         cp2.clone(),
-        Datasource::NoCloudIso(iso(&cp2, &render(pki.path(), port, Role::ControlPlaneJoin, json!({})))),
+        Datasource::Cdrom(iso(&cp2, &render(pki.path(), port, Role::ControlPlaneJoin, json!({})))),
     );
     assert_eq!(running(&g, &worker.id).await, "worker-1");
     assert_eq!(running(&g, &cp2.id).await, "cp-2");
@@ -773,7 +774,7 @@ async fn reboot_does_not_rerun_cloud_init() {
     assert_eq!(g.clusters().len(), 1);
     g.power_on(
         cp.clone(),
-        Datasource::NoCloudIso(iso(&cp, &render(pki.path(), port, Role::Init, json!({})))),
+        Datasource::Cdrom(iso(&cp, &render(pki.path(), port, Role::Init, json!({})))),
     );
     assert_eq!(
         g.status(&cp.id),
@@ -806,7 +807,7 @@ async fn the_control_plane_runs_the_machines_kubernetes_version() {
     let doc = render(pki.path(), port, Role::Init, json!({})).replace("v1.34.4", "v1.33.13");
     assert!(doc.contains("kubernetesVersion: v1.33.13"), "{doc}");
     let cp = vm(1, "cp-133");
-    g.power_on(cp.clone(), Datasource::NoCloudIso(iso(&cp, &doc)));
+    g.power_on(cp.clone(), Datasource::Cdrom(iso(&cp, &doc)));
     running(&g, &cp.id).await;
     let version = admin(&g, &format!("127.0.0.1:{port}"))
         .apiserver_version()
@@ -817,7 +818,7 @@ async fn the_control_plane_runs_the_machines_kubernetes_version() {
     let port = capstan_localplane::free_port();
     let doc = render(pki.path(), port, Role::Init, json!({})).replace("v1.34.4", "v1.30.1");
     let old = vm(2, "cp-130");
-    g.power_on(old.clone(), Datasource::NoCloudIso(iso(&old, &doc)));
+    g.power_on(old.clone(), Datasource::Cdrom(iso(&old, &doc)));
     let reason = failed(&g, &old.id).await;
     assert!(reason.contains("no kube-apiserver for Kubernetes v1.30"), "{reason}");
     assert!(reason.contains("hack/peers/gen-kube-apiserver.sh"), "{reason}");

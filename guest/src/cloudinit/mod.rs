@@ -23,7 +23,7 @@ pub use document::{CloudConfig, Encoding, WriteFile, parse};
 pub use files::{guest_path, write_bytes, write_files};
 pub use instance::InstanceData;
 pub use jinja::{MISSING_JINJA_PREFIX, missing_jinja_vars, render};
-pub use runcmd::{Command, PlannedStep, RunIf, Step, plan, plan_detailed};
+pub use runcmd::{Command, PlannedStep, RunIf, Step, plan, plan_detailed, plan_unit_script};
 
 use crate::nocloud::Seed;
 

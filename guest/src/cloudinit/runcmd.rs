@@ -40,8 +40,23 @@ pub enum Step {
     /// `echo TEXT > PATH` (or `>>` with `append`). `text` is echo's arguments joined by single
     /// spaces; echo adds a newline after it, which the executor must write too.
     WriteText { path: String, text: String, append: bool },
+    /// `mkdir -p DIR...` (unit scripts only).
+    MakeDirs { paths: Vec<String> },
+    /// `mv SRC DST` (unit scripts only); DST may be a directory.
+    Move { from: String, to: String },
+    /// `envsubst < SRC > DST` (unit scripts only).
+    Envsubst { input: String, output: String },
     /// Any other simple command, as written.
     Recorded(String),
+}
+
+/// Which commands the planner executes: cloud-init's runcmd keeps its historical set; a
+/// systemd unit's script (Ignition boots) also moves files and runs envsubst, as CABPK's
+/// Ignition `kubeadm.sh` needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    RunCmd,
+    UnitScript,
 }
 
 /// When a step runs, relative to the one before it.
@@ -69,7 +84,7 @@ pub fn plan_detailed(commands: &[Command]) -> Vec<PlannedStep> {
     let mut out = Vec::new();
     for command in commands {
         match command {
-            Command::Shell(script) => plan_script(script, RunIf::Always, &mut out),
+            Command::Shell(script) => plan_script(script, RunIf::Always, Dialect::RunCmd, &mut out),
             Command::Argv(argv) => {
                 let words: Vec<Word> = argv
                     .iter()
@@ -79,14 +94,28 @@ pub fn plan_detailed(commands: &[Command]) -> Vec<PlannedStep> {
                         quote_at: Some(0),
                     })
                     .collect();
-                classify(&command.script_line(), &words, &[], RunIf::Always, &mut out);
+                classify(
+                    &command.script_line(),
+                    &words,
+                    &[],
+                    RunIf::Always,
+                    Dialect::RunCmd,
+                    &mut out,
+                );
             }
         }
     }
     out
 }
 
-fn plan_script(script: &str, first: RunIf, out: &mut Vec<PlannedStep>) {
+/// The steps of a shell script a systemd unit runs (the script's own lines, `set -e` recorded).
+pub fn plan_unit_script(script: &str) -> Vec<PlannedStep> {
+    let mut out = Vec::new();
+    plan_script(script, RunIf::Always, Dialect::UnitScript, &mut out);
+    out
+}
+
+fn plan_script(script: &str, first: RunIf, dialect: Dialect, out: &mut Vec<PlannedStep>) {
     let Some(segments) = split(script) else {
         // Unbalanced quotes or a heredoc: sh would either fail or read past this line.
         out.push(PlannedStep {
@@ -101,7 +130,7 @@ fn plan_script(script: &str, first: RunIf, out: &mut Vec<PlannedStep>) {
         } else {
             seg.run_if
         };
-        classify_tokens(&seg, run_if, out);
+        classify_tokens(&seg, run_if, dialect, out);
     }
 }
 
@@ -356,7 +385,7 @@ impl Lexer<'_> {
     }
 }
 
-fn classify_tokens(seg: &Segment<'_>, run_if: RunIf, out: &mut Vec<PlannedStep>) {
+fn classify_tokens(seg: &Segment<'_>, run_if: RunIf, dialect: Dialect, out: &mut Vec<PlannedStep>) {
     let recorded = |out: &mut Vec<PlannedStep>| {
         out.push(PlannedStep {
             step: Step::Recorded(seg.text.to_string()),
@@ -394,10 +423,17 @@ fn classify_tokens(seg: &Segment<'_>, run_if: RunIf, out: &mut Vec<PlannedStep>)
             target: target.clone(),
         });
     }
-    classify(seg.text, &words, &redirs, run_if, out);
+    classify(seg.text, &words, &redirs, run_if, dialect, out);
 }
 
-fn classify(original: &str, words: &[Word], redirs: &[Redir], run_if: RunIf, out: &mut Vec<PlannedStep>) {
+fn classify(
+    original: &str,
+    words: &[Word],
+    redirs: &[Redir],
+    run_if: RunIf,
+    dialect: Dialect,
+    out: &mut Vec<PlannedStep>,
+) {
     let words = &words[words.iter().take_while(|w| is_assignment(w)).count()..];
     let step = match words.split_first() {
         Some((cmd, args)) if !cmd.expands => {
@@ -406,9 +442,10 @@ fn classify(original: &str, words: &[Word], redirs: &[Redir], run_if: RunIf, out
                 "kubeadm" => kubeadm(args),
                 "echo" if matches!(cmd.text.as_str(), "echo" | "/bin/echo" | "/usr/bin/echo") => echo(args, redirs),
                 "sh" | "bash" | "dash" if args.first().is_some_and(|a| a.text == "-c") => match args.get(1) {
-                    Some(script) if !script.expands => return plan_script(&script.text, run_if, out),
+                    Some(script) if !script.expands => return plan_script(&script.text, run_if, dialect, out),
                     _ => None,
                 },
+                "mkdir" | "mv" | "envsubst" if dialect == Dialect::UnitScript => file_command(name, args, redirs),
                 _ => None,
             }
         }
@@ -472,6 +509,36 @@ fn kubeadm(args: &[Word]) -> Option<Step> {
     match sub.text.as_str() {
         "init" => Some(Step::KubeadmInit { config }),
         "join" => Some(Step::KubeadmJoin { config }),
+        _ => None,
+    }
+}
+
+/// `mkdir -p`, `mv SRC DST` and `envsubst < SRC > DST`, with literal words only.
+fn file_command(name: &str, args: &[Word], redirs: &[Redir]) -> Option<Step> {
+    if args.iter().chain(redirs.iter().map(|r| &r.target)).any(|w| w.expands) {
+        return None;
+    }
+    let text = |w: &Word| w.text.clone();
+    match (name, args, redirs) {
+        ("mkdir", [flag, paths @ ..], []) if flag.text == "-p" && !paths.is_empty() => Some(Step::MakeDirs {
+            paths: paths.iter().map(text).collect(),
+        }),
+        ("mv", [from, to], []) if !from.text.starts_with('-') && !to.text.starts_with('-') => Some(Step::Move {
+            from: text(from),
+            to: text(to),
+        }),
+        ("envsubst", [], [a, b]) if a.fd.is_none() && a.op == "<" && b.fd.is_none() && b.op == ">" => {
+            Some(Step::Envsubst {
+                input: text(&a.target),
+                output: text(&b.target),
+            })
+        }
+        ("envsubst", [], [b, a]) if a.fd.is_none() && a.op == "<" && b.fd.is_none() && b.op == ">" => {
+            Some(Step::Envsubst {
+                input: text(&a.target),
+                output: text(&b.target),
+            })
+        }
         _ => None,
     }
 }
@@ -643,6 +710,40 @@ mod tests {
             plan(&[Command::Argv(vec!["echo".into(), "it's".into()])]),
             [rec("'echo' 'it'\\''s'")]
         );
+    }
+
+    #[test]
+    fn unit_scripts_move_files_and_substitute() {
+        let steps: Vec<Step> = plan_unit_script(
+            "#!/bin/bash\nset -e\nenvsubst < /etc/kubeadm.yml > /etc/kubeadm.yml.tmp\nmv /etc/kubeadm.yml.tmp /etc/kubeadm.yml\nmkdir -p /run/cluster-api && echo success > /run/cluster-api/bootstrap-success.complete\nmv /etc/kubeadm.yml /tmp/\nmv $A /b",
+        )
+        .into_iter()
+        .map(|p| p.step)
+        .collect();
+        assert_eq!(steps[0], rec("set -e"));
+        assert_eq!(
+            steps[1],
+            Step::Envsubst {
+                input: "/etc/kubeadm.yml".into(),
+                output: "/etc/kubeadm.yml.tmp".into()
+            }
+        );
+        assert_eq!(
+            steps[2],
+            Step::Move {
+                from: "/etc/kubeadm.yml.tmp".into(),
+                to: "/etc/kubeadm.yml".into()
+            }
+        );
+        assert_eq!(
+            steps[3],
+            Step::MakeDirs {
+                paths: vec!["/run/cluster-api".into()]
+            }
+        );
+        assert_eq!(steps[6], rec("mv $A /b"));
+        // cloud-init's runcmd keeps recording them.
+        assert_eq!(shell("mkdir -p /x"), [rec("mkdir -p /x")]);
     }
 
     #[test]

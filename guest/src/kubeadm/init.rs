@@ -92,7 +92,14 @@ pub async fn init(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
     };
     let cluster = Arc::new(cluster);
     ctx.clusters.insert(cluster.clone(), &ctx.vm.id);
-    let kubelet = KubeletView::new(&init_cfg.node_registration, ctx.hostname, true, ctx.vm, &version);
+    let kubelet = KubeletView::new(
+        &init_cfg.node_registration,
+        ctx.hostname,
+        true,
+        ctx.vm,
+        &version,
+        ctx.root,
+    );
     if let Some(admin) = cluster.admin() {
         kubelet.register(&cluster.local_server(), &cluster.ca).await?;
         clear_not_ready_taint(admin, &kubelet.record.name).await?;

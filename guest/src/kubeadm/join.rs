@@ -160,6 +160,7 @@ pub async fn join(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
             control_plane,
             ctx.vm,
             &cluster.kubernetes_version,
+            ctx.root,
         );
         cluster.record_node(kubelet.record);
         return Ok(cluster);
@@ -182,7 +183,14 @@ pub async fn join(ctx: &BootContext<'_>, config_path: &str) -> Result<Arc<Worklo
     let version = cluster_cfg
         .kubernetes_version
         .unwrap_or_else(|| cluster.kubernetes_version.clone());
-    let kubelet = KubeletView::new(&join.node_registration, ctx.hostname, control_plane, ctx.vm, &version);
+    let kubelet = KubeletView::new(
+        &join.node_registration,
+        ctx.hostname,
+        control_plane,
+        ctx.vm,
+        &version,
+        ctx.root,
+    );
     kubelet.register(&found.server, &cluster.ca).await?;
     if let Some(admin) = cluster.admin() {
         clear_not_ready_taint(admin, &kubelet.record.name).await?;

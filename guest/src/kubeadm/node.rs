@@ -45,6 +45,7 @@ impl KubeletView {
         control_plane: bool,
         vm: &crate::VmInfo,
         kubelet_version: &str,
+        root: &std::path::Path,
     ) -> Self {
         let name = reg
             .name
@@ -66,7 +67,11 @@ impl KubeletView {
         KubeletView {
             record: NodeRecord {
                 name,
-                provider_id: args.get("provider-id").filter(|p| !p.is_empty()).map(str::to_string),
+                // KUBELET_EXTRA_ARGS comes after kubeadm's flags on the kubelet command line,
+                // so its --provider-id wins.
+                provider_id: sysconfig_provider_id(root)
+                    .or_else(|| args.get("provider-id").map(str::to_string))
+                    .filter(|p| !p.is_empty()),
                 control_plane,
                 vm_id: vm.id.clone(),
             },
@@ -155,6 +160,29 @@ impl KubeletView {
             .map_err(|e| KubeadmError::Registration(format!("kubelet could not post node status: {e}")))?;
         Ok(())
     }
+}
+
+/// Where RPM and Debian packages let the admin add kubelet flags (`KUBELET_EXTRA_ARGS`, read by
+/// kubeadm's kubelet drop-in as an EnvironmentFile).
+const KUBELET_ENV_FILES: [&str; 2] = ["/etc/sysconfig/kubelet", "/etc/default/kubelet"];
+
+/// `--provider-id` from `KUBELET_EXTRA_ARGS`, if a kubelet environment file sets one.
+pub fn sysconfig_provider_id(root: &std::path::Path) -> Option<String> {
+    KUBELET_ENV_FILES.iter().find_map(|f| {
+        let path = crate::cloudinit::guest_path(root, f).ok()?;
+        let env = crate::ignition::systemd::parse_env_file(&std::fs::read_to_string(path).ok()?);
+        let args = env.get("KUBELET_EXTRA_ARGS")?;
+        let mut words = args.split_whitespace();
+        while let Some(w) = words.next() {
+            if let Some(v) = w.strip_prefix("--provider-id=") {
+                return Some(v.to_string());
+            }
+            if w == "--provider-id" {
+                return words.next().map(str::to_string);
+            }
+        }
+        None
+    })
 }
 
 /// What the API server taints a new Node with until the node lifecycle controller sees it Ready.

@@ -746,6 +746,7 @@ fn power_on(w: &mut World, sh: &Sh, vm_id: &str, task: Option<u64>) {
                         .map(|n| n.ip.clone())
                         .filter(|ip| ip != "0.0.0.0")
                         .collect(),
+                    os: capstan_guest::GuestOs::default(),
                 };
                 g.power_on(info, capstan_guest::Datasource::cdrom(iso));
             }

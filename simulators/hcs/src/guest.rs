@@ -1,6 +1,6 @@
 //! The hookup to guest emulation. ECS hands a server its `user_data` and metadata through the
 //! OpenStack metadata service, which cloud-init's OpenStack datasource reads: the simulator
-//! passes the same as a [`capstan_guest::Datasource::Seed`] — the decoded user data, and a
+//! passes the same as a [`capstan_guest::Datasource::Metadata`] — the decoded user data, and a
 //! meta-data document with both the metadata service's keys (`uuid`, `name`,
 //! `availability_zone`, `meta`) and cloud-init's normalised ones (`instance-id`,
 //! `local-hostname`, `availability-zone`). A server without user data boots with
@@ -25,11 +25,12 @@ impl World {
             uuid: s.id.clone(),
             name: s.name.clone(),
             ips: vec![s.ip.to_string()],
+            os: capstan_guest::GuestOs::default(),
         };
         let source = if s.user_data.is_none() {
             capstan_guest::Datasource::None
         } else {
-            capstan_guest::Datasource::Seed(capstan_guest::nocloud::Seed {
+            capstan_guest::Datasource::Metadata(capstan_guest::nocloud::Seed {
                 user_data: s.decoded_user_data(),
                 meta_data: json!({
                     "uuid": s.id, "instance-id": s.id, "name": s.name,
