@@ -395,6 +395,16 @@ async fn settled(g: &Guests, id: &str) -> GuestStatus {
     }
 }
 
+/// Booted, without a Node (the config ran but did not bootstrap).
+async fn running_unjoined(g: &Guests, id: &str) {
+    assert_eq!(
+        settled(g, id).await,
+        GuestStatus::Running { node: None },
+        "{:#?}",
+        g.log(id)
+    );
+}
+
 async fn never_joins(g: &Guests, id: &str) {
     assert_eq!(
         settled(g, id).await,
@@ -484,12 +494,7 @@ async fn guestinfo_is_decoded_and_replaced_with_an_empty_config() {
             ),
         ]);
         g.power_on(v.clone(), Datasource::Guestinfo(keys));
-        assert_eq!(
-            settled(&g, &v.id).await,
-            GuestStatus::Running { node: None },
-            "{:#?}",
-            g.log(&v.id)
-        );
+        running_unjoined(&g, &v.id).await;
         let root = state.path().join("vms").join(&v.id);
         assert_eq!(
             std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
@@ -527,15 +532,21 @@ fn kubeadm_yml(port: u16, endpoint_host: &str) -> String {
 
 /// The config CABPK-style bootstrap data would be, in spec 3.4, with afterburn's environment.
 fn kubeadm_config(port: u16, endpoint_host: &str) -> Vec<u8> {
+    kubeadm_config_with(port, endpoint_host, KUBEADM_SH, vec![])
+}
+
+fn kubeadm_config_with(port: u16, endpoint_host: &str, script: &str, extra: Vec<Value>) -> Vec<u8> {
     let ca = capstan_kubeadm::pki::new_ca(capstan_kubeadm::api::EncryptionAlgorithm::EcdsaP256, 10).unwrap();
     let f = |path: &str, mode: u32, body: &[u8]| json!({"path": path, "mode": mode, "overwrite": true, "contents": {"source": data_url(body)}});
+    let mut files = vec![
+        f("/etc/kubernetes/pki/ca.crt", 0o644, &ca.cert),
+        f("/etc/kubernetes/pki/ca.key", 0o600, &ca.key),
+        f("/etc/kubeadm.sh", 0o700, script.as_bytes()),
+        f("/etc/kubeadm.yml", 0o600, kubeadm_yml(port, endpoint_host).as_bytes()),
+    ];
+    files.extend(extra);
     let cfg = v3(json!({
-        "storage": {"files": [
-            f("/etc/kubernetes/pki/ca.crt", 0o644, &ca.cert),
-            f("/etc/kubernetes/pki/ca.key", 0o600, &ca.key),
-            f("/etc/kubeadm.sh", 0o700, KUBEADM_SH.as_bytes()),
-            f("/etc/kubeadm.yml", 0o600, kubeadm_yml(port, endpoint_host).as_bytes()),
-        ]},
+        "storage": {"files": files},
         "systemd": {"units": [{"name": "kubeadm.service", "enabled": true, "contents": KUBEADM_UNIT,
             "dropins": [{"name": "10-afterburn.conf",
                 "contents": "[Unit]\nRequires=afterburn.service\nAfter=afterburn.service\n[Service]\nEnvironmentFile=/run/metadata/afterburn\n"}]}]}
@@ -626,4 +637,219 @@ async fn afterburn_is_only_on_openstack_and_a_required_one_fails_the_unit() {
         panic!("{:#?}", g.log(&v.id))
     };
     assert!(reason.contains("afterburn"), "{reason}");
+}
+
+/// A config whose kubeadm.service runs `exec_start` with the given script and unit extras.
+fn unit_config(
+    exec_start: &str,
+    script: &str,
+    script_mode: u32,
+    service_extra: &str,
+    extra_files: Vec<Value>,
+) -> Vec<u8> {
+    let unit = format!(
+        "[Unit]\nConditionPathExists=/etc/kubeadm.yml\n[Service]\nType=oneshot\n{service_extra}ExecStart={exec_start}\n[Install]\nWantedBy=multi-user.target\n"
+    );
+    let mut list = vec![
+        json!({"path": "/etc/kubeadm.sh", "mode": script_mode, "contents": {"source": data_url(script.as_bytes())}}),
+        json!({"path": "/etc/kubeadm.yml", "mode": 384, "contents": {"source": "data:,x%0A"}}),
+    ];
+    list.extend(extra_files);
+    serde_json::to_vec(&v3(json!({"storage": {"files": list},
+        "systemd": {"units": [{"name": "kubeadm.service", "enabled": true, "contents": unit}]}})))
+    .unwrap()
+}
+
+async fn boot_config(os: GuestOs, cfg: Vec<u8>) -> (GuestStatus, std::path::PathBuf, Vec<String>, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let g = guests(state.path());
+    let v = vm(1, os);
+    g.power_on(v.clone(), Datasource::Metadata(seed(&cfg)));
+    let status = settled(&g, &v.id).await;
+    let root = state.path().join("vms").join(&v.id);
+    (status, root, g.log(&v.id), state)
+}
+
+const SENTINEL_SH: &str = "#!/bin/bash\nset -e\nmkdir -p /run/cluster-api && echo success > /run/cluster-api/bootstrap-success.complete\nmv /etc/kubeadm.yml /tmp/\n";
+
+#[tokio::test]
+async fn a_script_run_directly_needs_its_exec_bit() {
+    let (status, root, log, _s) = boot_config(
+        GuestOs::FedoraCoreOs,
+        unit_config("/etc/kubeadm.sh", SENTINEL_SH, 0o600, "", vec![]),
+    )
+    .await;
+    let GuestStatus::Failed { reason } = status else {
+        panic!("{log:#?}")
+    };
+    assert!(reason.contains("Permission denied"), "{reason}");
+    assert!(!root.join("run/cluster-api/bootstrap-success.complete").exists());
+
+    let (status, root, log, _s) = boot_config(
+        GuestOs::FedoraCoreOs,
+        unit_config("/etc/kubeadm.sh", SENTINEL_SH, 0o700, "", vec![]),
+    )
+    .await;
+    assert_eq!(status, GuestStatus::Running { node: None }, "{log:#?}");
+    assert!(root.join("run/cluster-api/bootstrap-success.complete").exists());
+    assert!(root.join("tmp/kubeadm.yml").exists());
+}
+
+#[tokio::test]
+async fn a_missing_environment_file_fails_the_unit_unless_optional() {
+    let cfg = unit_config(
+        "/bin/bash /etc/kubeadm.sh",
+        SENTINEL_SH,
+        0o600,
+        "EnvironmentFile=/etc/nope.env\n",
+        vec![],
+    );
+    let (status, _root, log, _s) = boot_config(GuestOs::MicroOs, cfg).await;
+    let GuestStatus::Failed { reason } = status else {
+        panic!("{log:#?}")
+    };
+    assert!(reason.contains("/etc/nope.env"), "{reason}");
+
+    let cfg = unit_config(
+        "/bin/bash /etc/kubeadm.sh",
+        SENTINEL_SH,
+        0o600,
+        "EnvironmentFile=-/etc/nope.env\n",
+        vec![],
+    );
+    let (status, root, log, _s) = boot_config(GuestOs::MicroOs, cfg).await;
+    assert_eq!(status, GuestStatus::Running { node: None }, "{log:#?}");
+    assert!(root.join("run/cluster-api/bootstrap-success.complete").exists());
+}
+
+#[tokio::test]
+async fn environment_and_envsubst_leave_unset_variables_empty() {
+    let script = "#!/bin/bash\nset -e\nenvsubst < /etc/in > /etc/out\n";
+    let input = json!({"path": "/etc/in", "contents": {"source": "data:,a=$A%20b=${B}%20c=$C%0A"}});
+    let env_file = json!({"path": "/etc/capstan/instance.env", "contents": {"source": "data:,B=%22from%20file%22%0A"}});
+    let cfg = unit_config(
+        "/bin/bash /etc/kubeadm.sh",
+        script,
+        0o600,
+        "Environment=A=one\nEnvironmentFile=/etc/capstan/instance.env\n",
+        vec![input, env_file],
+    );
+    let (status, root, log, _s) = boot_config(GuestOs::MicroOs, cfg).await;
+    assert_eq!(status, GuestStatus::Running { node: None }, "{log:#?}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/out")).unwrap(),
+        "a=one b=from file c=\n"
+    );
+}
+
+#[tokio::test]
+async fn a_false_condition_skips_the_unit() {
+    let cfg = serde_json::to_vec(&v3(json!({"storage": {"files": [
+            {"path": "/etc/kubeadm.sh", "contents": {"source": data_url(SENTINEL_SH.as_bytes())}}]},
+        "systemd": {"units": [{"name": "kubeadm.service", "enabled": true,
+            "contents": "[Unit]\nConditionPathExists=/etc/kubeadm.yml\n[Service]\nExecStart=/bin/bash /etc/kubeadm.sh\n[Install]\nWantedBy=multi-user.target\n"}]}})))
+    .unwrap();
+    let (status, root, log, _s) = boot_config(GuestOs::MicroOs, cfg).await;
+    assert_eq!(status, GuestStatus::Running { node: None });
+    assert!(log.iter().any(|l| l.contains("being skipped")), "{log:#?}");
+    assert!(!root.join("run/cluster-api").exists());
+}
+
+#[tokio::test]
+async fn openstack_user_data_is_not_gunzipped() {
+    let cfg = gzip(&tiny_config());
+    let (status, _root, log, _s) = boot_config(GuestOs::MicroOs, cfg).await;
+    let GuestStatus::Failed { reason } = status else {
+        panic!("{log:#?}")
+    };
+    assert!(reason.contains("not valid JSON"), "{reason}");
+}
+
+#[tokio::test]
+async fn spec_2_boots_on_flatcar_and_fails_on_microos() {
+    let v2 = serde_json::to_vec(&json!({"ignition": {"version": "2.3.0"},
+        "storage": {"files": [{"filesystem": "root", "path": "/etc/hostname", "mode": 420, "contents": {"source": "data:,v2%0A"}}]}}))
+    .unwrap();
+    let (status, root, log, _s) = boot_config(GuestOs::Flatcar, v2.clone()).await;
+    assert_eq!(status, GuestStatus::Running { node: None }, "{log:#?}");
+    assert_eq!(std::fs::read_to_string(root.join("etc/hostname")).unwrap(), "v2\n");
+    let (status, _root, _log, _s) = boot_config(GuestOs::MicroOs, v2).await;
+    assert!(matches!(status, GuestStatus::Failed { reason } if reason.contains("2.3.0")));
+}
+
+#[tokio::test]
+async fn ubuntu_reads_cloud_init_guestinfo() {
+    let state = tempfile::tempdir().unwrap();
+    let g = guests(state.path());
+    let v = vm(1, GuestOs::Ubuntu);
+    let user_data = "#cloud-config\nwrite_files:\n- path: /etc/from-guestinfo\n  content: hi\n";
+    let keys = BTreeMap::from([
+        ("guestinfo.userdata".to_string(), b64(&gzip(user_data.as_bytes()))),
+        ("guestinfo.userdata.encoding".to_string(), "gzip+base64".to_string()),
+        (
+            "guestinfo.metadata".to_string(),
+            b64(b"{\"instance-id\": \"i-1\", \"local-hostname\": \"u1\"}"),
+        ),
+        ("guestinfo.metadata.encoding".to_string(), "base64".to_string()),
+    ]);
+    g.power_on(v.clone(), Datasource::Guestinfo(keys));
+    running_unjoined(&g, &v.id).await;
+    let root = state.path().join("vms").join(&v.id);
+    assert_eq!(std::fs::read_to_string(root.join("etc/from-guestinfo")).unwrap(), "hi");
+    assert_eq!(g.guestinfo(&v.id), None, "cloud-init leaves guestinfo alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostname_and_provider_id_from_what_ignition_wrote() {
+    let port = capstan_localplane::free_port();
+    let f = |path: &str, body: &str| json!({"path": path, "overwrite": true, "contents": {"source": data_url(body.as_bytes())}});
+    let extra = vec![
+        f("/etc/hostname", "cp-from-ignition\n"),
+        f(
+            "/etc/sysconfig/kubelet",
+            "KUBELET_EXTRA_ARGS=\"--provider-id=hcs://from-sysconfig --v=2\"\n",
+        ),
+    ];
+    let cfg = kubeadm_config_with(port, "127.0.0.1", KUBEADM_SH, extra);
+    let state = tempfile::tempdir().unwrap();
+    let g = guests(state.path());
+    let v = vm(1, GuestOs::MicroOs);
+    g.power_on(v.clone(), Datasource::Metadata(seed(&cfg)));
+    let status = settled(&g, &v.id).await;
+    assert_eq!(
+        status,
+        GuestStatus::Running {
+            node: Some("cp-from-ignition".into())
+        },
+        "{:#?}",
+        g.log(&v.id)
+    );
+    assert_eq!(
+        g.clusters()[0].nodes[0].provider_id.as_deref(),
+        Some("hcs://from-sysconfig")
+    );
+}
+
+/// Without `set -e` bash carries on after kubeadm fails, and the sentinel lies: the emulation
+/// shows it as the real boot would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_set_e_a_failed_kubeadm_still_writes_the_sentinel() {
+    let port = capstan_localplane::free_port();
+    let script = KUBEADM_SH.replace("set -e\n", "");
+    let state = tempfile::tempdir().unwrap();
+    let g = guests(state.path());
+    let v = vm(1, GuestOs::MicroOs);
+    g.power_on(
+        v.clone(),
+        Datasource::Metadata(seed(&kubeadm_config_with(port, "", &script, vec![]))),
+    );
+    let status = settled(&g, &v.id).await;
+    assert_eq!(status, GuestStatus::Running { node: None }, "{:#?}", g.log(&v.id));
+    assert!(
+        g.log(&v.id)
+            .iter()
+            .any(|l| l.contains("command failed, script continues"))
+    );
+    let root = state.path().join("vms").join(&v.id);
+    assert!(root.join("run/cluster-api/bootstrap-success.complete").exists());
 }
