@@ -267,8 +267,8 @@ impl Guests {
         }
     }
 
-    /// The VM was powered on with `source` as its cloud-init datasource. On first boot,
-    /// cloud-init runs after the boot delay; a reboot finds it already done.
+    /// The VM was powered on with `source` attached. On first boot, the OS's boot agent
+    /// (cloud-init or Ignition) runs after the boot delay; a reboot finds it already done.
     pub fn power_on(&self, vm: VmInfo, source: Datasource) {
         let Ok(mut vms) = self.0.vms.lock() else { return };
         if let Some(r) = vms.get_mut(&vm.id)

@@ -131,7 +131,8 @@ pub struct Systemd {
     pub units: Vec<Unit>,
 }
 
-#[derive(Deserialize, Default, Clone, Debug)]
+/// Unit contents can carry credentials (`Environment=`): `Debug` shows names only.
+#[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub struct Unit {
     pub name: String,
@@ -142,11 +143,23 @@ pub struct Unit {
     pub dropins: Vec<Dropin>,
 }
 
-#[derive(Deserialize, Default, Clone, Debug)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub struct Dropin {
     pub name: String,
     pub contents: Option<String>,
+}
+
+impl std::fmt::Debug for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unit")
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .field("mask", &self.mask)
+            .field("contents", &self.contents.as_ref().map(String::len))
+            .field("dropins", &self.dropins.iter().map(|d| &d.name).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 #[derive(Deserialize, Default, Clone, Debug)]

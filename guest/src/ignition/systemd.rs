@@ -23,8 +23,9 @@ pub fn dropin_path(unit: &str, dropin: &str) -> String {
     format!("{UNIT_DIR}/{unit}.d/{dropin}")
 }
 
-/// A unit file and its drop-ins, as systemd reads them: assignments in order.
-#[derive(Debug, Default, Clone)]
+/// A unit file and its drop-ins, as systemd reads them: assignments in order. No `Debug`: the
+/// values may be credentials.
+#[derive(Default, Clone)]
 pub struct UnitFile {
     entries: Vec<(String, String, String)>,
     sections: Vec<String>,
