@@ -641,6 +641,7 @@ fn clone_vm(sh: &Sh, w: &mut World, template_id: &str, body: &Value) -> Answer {
         location: body["location"].as_str().map(str::to_string).unwrap_or(tmpl.location),
         create_time: now_string(),
         os_version: tmpl.os_version,
+        guest_os: tmpl.guest_os,
         cdrom: None,
         epoch: 0,
     };
@@ -746,7 +747,7 @@ fn power_on(w: &mut World, sh: &Sh, vm_id: &str, task: Option<u64>) {
                         .map(|n| n.ip.clone())
                         .filter(|ip| ip != "0.0.0.0")
                         .collect(),
-                    os: capstan_guest::GuestOs::default(),
+                    os: v.guest_os,
                 };
                 g.power_on(info, capstan_guest::Datasource::cdrom(iso));
             }

@@ -138,6 +138,9 @@ pub struct SimTemplate {
     pub memory_mb: u64,
     pub disk_gb: u64,
     pub os_version: i64,
+    /// What the image boots with, which decides how its guest reads the bootstrap ISO
+    /// (cloud-init's NoCloud seed, or MicroOS's Ignition volume).
+    pub guest_os: capstan_guest::GuestOs,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -191,13 +194,24 @@ impl Default for SimConfig {
             host_name: "cnahost-01".into(),
             datastore_id: 41,
             datastore_name: "ds1".into(),
-            templates: vec![SimTemplate {
-                name: "ubuntu-2204-tmpl".into(),
-                cpu: 2,
-                memory_mb: 4096,
-                disk_gb: 40,
-                os_version: 301,
-            }],
+            templates: vec![
+                SimTemplate {
+                    name: "ubuntu-2204-tmpl".into(),
+                    cpu: 2,
+                    memory_mb: 4096,
+                    disk_gb: 40,
+                    os_version: 301,
+                    guest_os: capstan_guest::GuestOs::Ubuntu,
+                },
+                SimTemplate {
+                    name: "microos-tmpl".into(),
+                    cpu: 2,
+                    memory_mb: 4096,
+                    disk_gb: 40,
+                    os_version: 301,
+                    guest_os: capstan_guest::GuestOs::MicroOs,
+                },
+            ],
             port_groups: vec![SimPortGroup {
                 dvswitch_id: 1,
                 dvswitch_name: "ManagementDVS".into(),
@@ -437,6 +451,7 @@ impl SimState {
             location,
             create_time: state::now_string(),
             os_version: 301,
+            guest_os: capstan_guest::GuestOs::default(),
             cdrom: None,
             epoch: 0,
         };

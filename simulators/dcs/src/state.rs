@@ -62,6 +62,7 @@ pub(crate) struct SimVm {
     pub location: String,
     pub create_time: String,
     pub os_version: i64,
+    pub guest_os: capstan_guest::GuestOs,
     /// Attached ISO (`devicePath`).
     pub cdrom: Option<String>,
     /// Bumped on every power transition, so a timer started for an earlier transition does
@@ -178,6 +179,7 @@ impl Shared {
                     location,
                     create_time: now_string(),
                     os_version: t.os_version,
+                    guest_os: t.guest_os,
                     cdrom: None,
                     epoch: 0,
                 },

@@ -25,7 +25,13 @@ impl World {
             uuid: s.id.clone(),
             name: s.name.clone(),
             ips: vec![s.ip.to_string()],
-            os: capstan_guest::GuestOs::default(),
+            os: self
+                .config
+                .images
+                .iter()
+                .find(|i| i.id == s.image_id)
+                .map(|i| i.guest_os)
+                .unwrap_or_default(),
         };
         let source = if s.user_data.is_none() {
             capstan_guest::Datasource::None

@@ -129,6 +129,9 @@ pub struct SimImage {
     pub status: String,
     /// GB; the root volume must be at least this big.
     pub min_disk: u64,
+    /// What the image boots with: cloud-init, or Ignition on platform `openstack` (which reads
+    /// `user_data` unmodified).
+    pub guest_os: capstan_guest::GuestOs,
 }
 
 pub const DEFAULT_VPC_ID: &str = "3c2a9f50-7b1e-4d6a-9e0f-5a1b2c3d4e01";
@@ -170,12 +173,22 @@ pub fn default_flavors() -> Vec<SimFlavor> {
 }
 
 pub fn default_images() -> Vec<SimImage> {
-    vec![SimImage {
-        id: "6b1e0a3f-2c4d-4e5f-9a8b-7c6d5e4f3a21".into(),
-        name: "capstan-ubuntu-22.04".into(),
-        status: "active".into(),
-        min_disk: 40,
-    }]
+    vec![
+        SimImage {
+            id: "6b1e0a3f-2c4d-4e5f-9a8b-7c6d5e4f3a21".into(),
+            name: "capstan-ubuntu-22.04".into(),
+            status: "active".into(),
+            min_disk: 40,
+            guest_os: capstan_guest::GuestOs::Ubuntu,
+        },
+        SimImage {
+            id: "0d5c4b3a-2f1e-4d6c-8b7a-9e8f7d6c5b42".into(),
+            name: "capstan-microos".into(),
+            status: "active".into(),
+            min_disk: 40,
+            guest_os: capstan_guest::GuestOs::MicroOs,
+        },
+    ]
 }
 
 #[cfg(test)]
