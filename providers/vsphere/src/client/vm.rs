@@ -1,0 +1,207 @@
+//! Finding and changing virtual machines: `SearchIndex` look-ups, clone, reconfigure, power,
+//! destroy, and a typed read of the properties a provider needs.
+
+use super::soap::{self, Request};
+use super::types::{CloneSpec, ConfigSpec, GuestNic, MoRef, OptionValue, PowerState, VirtualDevice};
+use super::xml::Node;
+use super::{ObjectContent, VsphereClient, VsphereError};
+
+/// Which UUID `FindByUuid` matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UuidKind {
+    /// `config.instanceUuid`: vCenter's id, which Capstan sets at clone time.
+    Instance,
+    /// `config.uuid`: the SMBIOS UUID the guest sees (the providerID).
+    Bios,
+}
+
+/// The properties [`VsphereClient::vm_info`] reads.
+pub const VM_PROPERTIES: &[&str] = &[
+    "name",
+    "runtime.powerState",
+    "runtime.host",
+    "config.uuid",
+    "config.instanceUuid",
+    "config.template",
+    "config.hardware.device",
+    "config.extraConfig",
+    "snapshot",
+    "guest.net",
+    "guest.ipAddress",
+];
+
+/// What a provider reads of a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmInfo {
+    pub vm: MoRef,
+    pub name: String,
+    pub power_state: PowerState,
+    pub host: Option<MoRef>,
+    pub bios_uuid: Option<String>,
+    pub instance_uuid: Option<String>,
+    pub template: bool,
+    pub devices: Vec<VirtualDevice>,
+    pub extra_config: Vec<OptionValue>,
+    pub current_snapshot: Option<MoRef>,
+    pub guest_nics: Vec<GuestNic>,
+    /// `guest.ipAddress`: the guest's primary address, absent until Tools report one.
+    pub guest_ip: Option<String>,
+}
+
+impl VmInfo {
+    fn from_content(c: &ObjectContent) -> VmInfo {
+        let text = |p: &str| c.text(p).map(str::to_string);
+        VmInfo {
+            vm: c.obj.clone(),
+            name: text("name").unwrap_or_default(),
+            power_state: PowerState::parse(c.text("runtime.powerState").unwrap_or_default()),
+            host: c.get("runtime.host").and_then(MoRef::from_node),
+            bios_uuid: text("config.uuid"),
+            instance_uuid: text("config.instanceUuid"),
+            template: c.get("config.template").and_then(Node::parse_bool).unwrap_or(false),
+            devices: c
+                .get("config.hardware.device")
+                .map(VirtualDevice::list_from_node)
+                .unwrap_or_default(),
+            extra_config: c
+                .get("config.extraConfig")
+                .map(OptionValue::list_from_node)
+                .unwrap_or_default(),
+            current_snapshot: c
+                .get("snapshot")
+                .and_then(|s| s.child("currentSnapshot"))
+                .and_then(MoRef::from_node),
+            guest_nics: c.get("guest.net").map(GuestNic::list_from_node).unwrap_or_default(),
+            guest_ip: text("guest.ipAddress").filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// The value of an extraConfig key. The last entry wins: older vcsims append instead of
+    /// replacing, and vCenter holds one entry per key anyway.
+    pub fn extra_config_value(&self, key: &str) -> Option<&str> {
+        self.extra_config
+            .iter()
+            .rev()
+            .find(|o| o.key == key)
+            .map(|o| o.value.as_str())
+    }
+
+    /// The MAC addresses of the NICs, in device order.
+    pub fn mac_addresses(&self) -> Vec<&str> {
+        self.devices.iter().filter_map(VirtualDevice::mac_address).collect()
+    }
+
+    pub fn disks(&self) -> impl Iterator<Item = &VirtualDevice> {
+        self.devices.iter().filter(|d| d.is_disk())
+    }
+}
+
+/// The `Task` a `*_Task` method answers.
+fn task_ref(method: &'static str, resp: &Node) -> Result<MoRef, VsphereError> {
+    soap::returnval(resp)
+        .and_then(MoRef::from_node)
+        .ok_or_else(|| VsphereError::Decode {
+            method,
+            message: "no task reference in the answer".into(),
+        })
+}
+
+/// A look-up's reference, `None` when vim25 left `returnval` out (nothing found, no fault).
+fn found(resp: &Node) -> Option<MoRef> {
+    soap::returnval(resp).and_then(MoRef::from_node)
+}
+
+pub(crate) fn clone_request(vm: &MoRef, folder: &MoRef, name: &str, spec: &CloneSpec) -> Request {
+    let mut req = Request::new("CloneVM_Task", vm);
+    req.body().moref("folder", folder).text("name", name);
+    spec.write(req.body());
+    req
+}
+
+pub(crate) fn reconfigure_request(vm: &MoRef, spec: &ConfigSpec) -> Request {
+    let mut req = Request::new("ReconfigVM_Task", vm);
+    spec.write(req.body(), "spec");
+    req
+}
+
+impl VsphereClient {
+    /// `FindByInventoryPath`: `/DC/vm/folder/name`, `/DC/host/cluster/Resources`,
+    /// `/DC/datastore/ds`, `/DC/network/pg`.
+    pub async fn find_by_inventory_path(&self, path: &str) -> Result<Option<MoRef>, VsphereError> {
+        let si = self.service_content().await?.search_index.clone();
+        let mut req = Request::new("FindByInventoryPath", &si);
+        req.body().text("inventoryPath", path);
+        Ok(found(&self.invoke(req).await?))
+    }
+
+    /// `FindByUuid` for a VM, optionally within one datacenter.
+    pub async fn find_vm_by_uuid(
+        &self,
+        uuid: &str,
+        kind: UuidKind,
+        datacenter: Option<&MoRef>,
+    ) -> Result<Option<MoRef>, VsphereError> {
+        let si = self.service_content().await?.search_index.clone();
+        let mut req = Request::new("FindByUuid", &si);
+        req.body()
+            .opt_moref("datacenter", datacenter)
+            .text("uuid", uuid)
+            .text("vmSearch", true)
+            .text("instanceUuid", kind == UuidKind::Instance);
+        Ok(found(&self.invoke(req).await?))
+    }
+
+    /// `FindChild`: the entity named `name` directly inside `entity` (a folder).
+    pub async fn find_child(&self, entity: &MoRef, name: &str) -> Result<Option<MoRef>, VsphereError> {
+        let si = self.service_content().await?.search_index.clone();
+        let mut req = Request::new("FindChild", &si);
+        req.body().moref("entity", entity).text("name", name);
+        Ok(found(&self.invoke(req).await?))
+    }
+
+    /// Reads [`VM_PROPERTIES`] of a VM.
+    pub async fn vm_info(&self, vm: &MoRef) -> Result<VmInfo, VsphereError> {
+        let content = self.retrieve_properties(vm, VM_PROPERTIES).await?;
+        Ok(VmInfo::from_content(&content))
+    }
+
+    /// `CloneVM_Task` of `vm` (a VM or template) into `folder` as `name`.
+    pub async fn clone_vm(
+        &self,
+        vm: &MoRef,
+        folder: &MoRef,
+        name: &str,
+        spec: &CloneSpec,
+    ) -> Result<MoRef, VsphereError> {
+        let req = clone_request(vm, folder, name, spec);
+        task_ref("CloneVM_Task", &self.invoke(req).await?)
+    }
+
+    /// `ReconfigVM_Task`.
+    pub async fn reconfigure_vm(&self, vm: &MoRef, spec: &ConfigSpec) -> Result<MoRef, VsphereError> {
+        task_ref("ReconfigVM_Task", &self.invoke(reconfigure_request(vm, spec)).await?)
+    }
+
+    pub async fn power_on_vm(&self, vm: &MoRef) -> Result<MoRef, VsphereError> {
+        let resp = self.invoke(Request::new("PowerOnVM_Task", vm)).await?;
+        task_ref("PowerOnVM_Task", &resp)
+    }
+
+    pub async fn power_off_vm(&self, vm: &MoRef) -> Result<MoRef, VsphereError> {
+        let resp = self.invoke(Request::new("PowerOffVM_Task", vm)).await?;
+        task_ref("PowerOffVM_Task", &resp)
+    }
+
+    /// `ShutdownGuest`: asks VMware Tools for a clean shutdown. No task: vCenter answers at
+    /// once and the guest powers off later (poll `runtime.powerState`). Needs running Tools
+    /// on vCenter (`ToolsUnavailable` otherwise).
+    pub async fn shutdown_guest(&self, vm: &MoRef) -> Result<(), VsphereError> {
+        self.invoke(Request::new("ShutdownGuest", vm)).await.map(|_| ())
+    }
+
+    /// `Destroy_Task`: the VM must be powered off (`InvalidPowerState` otherwise).
+    pub async fn destroy(&self, obj: &MoRef) -> Result<MoRef, VsphereError> {
+        let resp = self.invoke(Request::new("Destroy_Task", obj)).await?;
+        task_ref("Destroy_Task", &resp)
+    }
+}
