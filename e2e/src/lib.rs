@@ -17,4 +17,4 @@ mod vcsim;
 pub use capstan_localplane::{ChildGuard, LocalPlane, PlaneOptions, RESTRICTED_USER, free_port, wait_for};
 pub use crds::{capi_crds_dir, load_crds_from_dir, shared_dir};
 pub use testenv::{TestEnv, TestEnvOptions};
-pub use vcsim::Vcsim;
+pub use vcsim::{Vcsim, VcsimOptions, VcsimTls};

@@ -14,8 +14,28 @@ pub struct Vcsim {
     _dir: tempfile::TempDir,
 }
 
+/// A serving certificate for vcsim (PEM), so clients under test verify TLS against a CA of the
+/// test's own instead of skipping verification.
+pub struct VcsimTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// How [`Vcsim::start_with`] runs vcsim; the default is what [`Vcsim::start`] does.
+#[derive(Default)]
+pub struct VcsimOptions {
+    /// Serve this certificate instead of vcsim's built-in one.
+    pub tls: Option<VcsimTls>,
+    /// Accept only these credentials (by default vcsim accepts any non-empty pair).
+    pub credentials: Option<(String, String)>,
+}
+
 impl Vcsim {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(VcsimOptions::default())
+    }
+
+    pub fn start_with(options: VcsimOptions) -> anyhow::Result<Self> {
         // The newest vcsim hack/testenv.sh built, unless CAPSTAN_VCSIM names one.
         let from_cache = || {
             let mut built: Vec<PathBuf> = std::fs::read_dir(capstan_localplane::cache_dir())
@@ -44,6 +64,15 @@ impl Vcsim {
         let mut cmd = Command::new(&bin);
         // Port 0: vcsim binds a free port and prints `export GOVC_URL=<url> GOVC_SIM_PID=<pid>`.
         cmd.args(["-l", "127.0.0.1:0", "-E", "-"]);
+        if let Some(tls) = &options.tls {
+            let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+            std::fs::write(&cert, &tls.cert_pem)?;
+            std::fs::write(&key, &tls.key_pem)?;
+            cmd.arg("-tlscert").arg(&cert).arg("-tlskey").arg(&key);
+        }
+        if let Some((user, password)) = &options.credentials {
+            cmd.args(["-username", user, "-password", password]);
+        }
         let proc = ChildGuard::spawn("vcsim", cmd, &log)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -175,16 +175,18 @@ impl VsphereError {
 }
 
 fn is_tls_refusal(e: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        // `io::Error::source` skips the error it wraps, so look inside it too.
-        let inner = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
-        if s.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
-            return true;
-        }
-        source = s.source();
+    std::error::Error::source(e).is_some_and(holds_rustls_error)
+}
+
+/// `io::Error::source` skips the error it wraps (and hyper nests io errors), so look inside.
+fn holds_rustls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.is::<rustls::Error>() {
+        return true;
     }
-    false
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        return holds_rustls_error(inner);
+    }
+    e.source().is_some_and(holds_rustls_error)
 }
 
 impl capstan_cloudkit::CallError for VsphereError {

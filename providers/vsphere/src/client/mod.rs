@@ -25,7 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::Url;
+pub use reqwest::Url;
 use tracing::Instrument;
 
 use capstan_cloudkit::session::{Attempt, Session};
@@ -186,6 +186,17 @@ impl VsphereClient {
     /// says `NotAuthenticated` (sessions expire server-side without notice); reported to the
     /// observer under the method name. Answers the method's response element.
     pub async fn invoke(&self, req: Request) -> Result<xml::Node, VsphereError> {
+        self.invoke_checked(req, |_| false).await
+    }
+
+    /// [`VsphereClient::invoke`] for methods that can say `NotAuthenticated` inside a normal
+    /// answer (`unauthenticated` recognises it): vcsim's property collector reports a missing
+    /// session per property in `missingSet` rather than as a fault.
+    pub(crate) async fn invoke_checked(
+        &self,
+        req: Request,
+        unauthenticated: fn(&xml::Node) -> bool,
+    ) -> Result<xml::Node, VsphereError> {
         let method = req.method;
         let body = req.envelope();
         let start = Instant::now();
@@ -202,14 +213,20 @@ impl VsphereClient {
                             Err(e) if matches!(e.fault(), Some(Fault::NotAuthenticated { .. })) => {
                                 Ok(Attempt::Unauthorized(posted.body.into_bytes()))
                             }
+                            Ok(n) if unauthenticated(&n) => Ok(Attempt::Unauthorized(posted.body.into_bytes())),
                             other => other.map(Attempt::Done),
                         }
                     }
                 },
                 // Refused again right after a fresh login: the session cannot be had.
                 |body| match soap::into_result(method, 500, &String::from_utf8_lossy(&body)) {
-                    Err(e) => e,
-                    Ok(_) => VsphereError::Http { method, status: 500 },
+                    Err(e @ VsphereError::Fault { .. }) => e,
+                    _ => VsphereError::Fault {
+                        method,
+                        fault: Box::new(Fault::NotAuthenticated {
+                            message: "refused right after a fresh login".into(),
+                        }),
+                    },
                 },
             )
             .instrument(tracing::debug_span!("vim25_call", method))

@@ -72,6 +72,17 @@ fn filter_spec(req: &mut Request, objs: &[MoRef], paths: &[&str]) {
     x.close("specSet");
 }
 
+/// Whether a `RetrieveResult` says the session is gone: vcsim answers a collector call without
+/// a session with every property in `missingSet` as `NotAuthenticated` (vCenter faults).
+fn unauthenticated(resp: &Node) -> bool {
+    soap::returnval(resp).is_some_and(|rv| {
+        rv.children("objects")
+            .flat_map(|o| o.children("missingSet"))
+            .filter_map(|m| m.path("fault.fault"))
+            .any(|f| f.type_name() == Some("NotAuthenticated"))
+    })
+}
+
 /// One page of a `RetrieveResult`: its objects and the token for the next page.
 fn read_page(resp: &Node, out: &mut Vec<ObjectContent>) -> Option<String> {
     let rv = soap::returnval(resp)?;
@@ -112,11 +123,11 @@ impl VsphereClient {
             .opt_text("maxObjects", max_objects)
             .close("options");
         let mut out = Vec::new();
-        let mut token = read_page(&self.invoke(req).await?, &mut out);
+        let mut token = read_page(&self.invoke_checked(req, unauthenticated).await?, &mut out);
         while let Some(t) = token {
             let mut req = Request::new("ContinueRetrievePropertiesEx", &pc);
             req.body().text("token", &t);
-            token = read_page(&self.invoke(req).await?, &mut out);
+            token = read_page(&self.invoke_checked(req, unauthenticated).await?, &mut out);
         }
         Ok(out)
     }
