@@ -7,7 +7,7 @@ use capstan_api::core::{ApiEndpoint, Cluster};
 use crate::api::{File, KubeadmConfigSpec, Taint, User};
 use crate::pki::Certificates;
 use crate::render::kubeadm::{self, ClusterExtras, KubeadmApi};
-use crate::render::{CloudInitInput, DocumentKind, RenderError, cloudinit};
+use crate::render::{CloudInitInput, DocumentKind, RenderError, cloudinit, ignition};
 
 /// Taint every worker joins with until CAPI has synced its labels (`node.cluster.x-k8s.io/uninitialized`).
 pub const UNINITIALIZED_TAINT: &str = "node.cluster.x-k8s.io/uninitialized";
@@ -54,16 +54,19 @@ pub struct DocumentInput<'a> {
     pub users: Vec<User>,
     /// Extra files after the user's (the discovery kubeconfig).
     pub additional_files: Vec<File>,
+    /// The KubeadmConfig's `bootstrap.capstan.dev/ignition-version` annotation (Ignition only).
+    pub ignition_version: Option<String>,
 }
 
-/// Renders the cloud-config document.
+/// Renders the bootstrap document in the spec's format: cloud-config, or Ignition JSON for
+/// `format: ignition` (the data Secret's `format` key follows `spec.format`).
 pub fn render(input: DocumentInput<'_>) -> Result<String, RenderError> {
     let api = KubeadmApi::for_version(input.kubernetes_version)?;
     let spec = input.spec;
-    // Never hand out cloud-config under an `ignition` format label.
-    if spec.format == Some(crate::api::Format::Ignition) {
-        return Err(RenderError::IgnitionUnsupported);
-    }
+    let ignition = match spec.format {
+        Some(crate::api::Format::Ignition) => Some(ignition::spec_version(input.ignition_version.as_deref())?),
+        _ => None,
+    };
     let mut ci = CloudInitInput {
         certificates: match input.kind {
             DocumentKind::JoinWorker => Vec::new(),
@@ -113,5 +116,13 @@ pub fn render(input: DocumentInput<'_>) -> Result<String, RenderError> {
             ci.join_configuration = kubeadm::join_configuration(api, &join);
         }
     }
-    cloudinit::render(input.kind, &ci)
+    match ignition {
+        Some(version) => ignition::render(
+            input.kind,
+            &ci,
+            version,
+            &spec.ignition.container_linux_config.additional_config,
+        ),
+        None => cloudinit::render(input.kind, &ci),
+    }
 }

@@ -165,6 +165,11 @@ pub fn render(
         files,
         users,
         additional_files: Vec::new(),
+        ignition_version: config
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::render::ignition::VERSION_ANNOTATION).cloned()),
     })?;
     Ok(Rendered { kind, document, notes })
 }

@@ -30,6 +30,7 @@ fn one_run(alg: EncryptionAlgorithm, cluster: &Cluster, spec: &KubeadmConfigSpec
         files: Vec::new(),
         users: Vec::new(),
         additional_files: Vec::new(),
+        ignition_version: None,
     })
     .unwrap();
     (pki, start.elapsed(), doc.len())

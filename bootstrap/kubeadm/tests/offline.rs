@@ -90,10 +90,16 @@ fn uses_the_pki_directory_and_refuses_secret_references() {
 }
 
 #[test]
-fn ignition_is_refused_not_faked() {
-    let (c, cl, m) = objects(true, json!({"format": "ignition"}), false);
+fn ignition_documents_render() {
+    let (c, cl, m) = objects(false, json!({"format": "ignition"}), true);
+    let r = render(&c, &cl, &m, None, None).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&r.document).unwrap();
+    assert_eq!(doc["ignition"]["version"], "3.4.0");
+    assert_eq!(doc["systemd"]["units"][0]["name"], "kubeadm.service");
+    let (mut c, cl, m) = objects(false, json!({"format": "ignition"}), true);
+    c.metadata.annotations = Some([("bootstrap.capstan.dev/ignition-version".to_string(), "9".to_string())].into());
     match render(&c, &cl, &m, None, None) {
-        Err(OfflineError::Render(e)) => assert!(e.to_string().contains("ignition is not supported"), "{e}"),
+        Err(OfflineError::Render(e)) => assert!(e.to_string().contains("ignition-version"), "{e}"),
         other => panic!("expected a render error, got {:?}", other.map(|r| r.kind)),
     }
 }

@@ -326,9 +326,16 @@ fn machine_version(s: &Scope<'_>) -> Result<String, String> {
     };
     KubeadmApi::for_version(&v).map_err(|e| e.to_string())?;
     if s.config.spec.format == Some(crate::api::Format::Ignition) {
-        return Err(RenderError::IgnitionUnsupported.to_string());
+        crate::render::ignition::spec_version(ignition_annotation(s.config).as_deref()).map_err(|e| e.to_string())?;
     }
     Ok(v)
+}
+
+fn ignition_annotation(config: &KubeadmConfig) -> Option<String> {
+    config
+        .annotations()
+        .get(crate::render::ignition::VERSION_ANNOTATION)
+        .cloned()
 }
 
 async fn init(s: &mut Scope<'_>) -> Result<Action, Error> {
@@ -412,6 +419,7 @@ async fn init_locked(s: &mut Scope<'_>) -> Result<Stored, Error> {
         files,
         users,
         additional_files: Vec::new(),
+        ignition_version: ignition_annotation(s.config),
     })?;
     store_bootstrap_data(s, &doc).await?;
     info!("stored control-plane init data");
@@ -545,6 +553,7 @@ async fn join(s: &mut Scope<'_>, control_plane: bool) -> Result<Action, Error> {
         files,
         users,
         additional_files,
+        ignition_version: ignition_annotation(s.config),
     })?;
     store_bootstrap_data(s, &doc).await?;
     info!(control_plane, "stored join data");

@@ -4,6 +4,7 @@
 pub mod cloudinit;
 pub mod goformat;
 pub mod goyaml;
+pub mod ignition;
 pub mod kubeadm;
 
 pub use cloudinit::{CloudInitInput, DocumentKind, SENTINEL_FILE};
@@ -18,9 +19,13 @@ pub enum RenderError {
     #[error("invalid Kubernetes version {0:?}: expected vMAJOR.MINOR.PATCH")]
     InvalidVersion(String),
     #[error(
-        "spec.format ignition is not supported by Capstan's kubeadm bootstrap provider (upstream gates it behind the alpha KubeadmBootstrapFormatIgnition feature): use cloud-config"
+        "annotation bootstrap.capstan.dev/ignition-version is {0:?}: use one of 3.0.0, 3.1.0, 3.2.0, 3.3.0, 3.4.0 (the default), 3.5.0"
     )]
-    IgnitionUnsupported,
+    InvalidIgnitionVersion(String),
+    #[error("file {path}: {problem}")]
+    InvalidFile { path: String, problem: String },
+    #[error("spec.ignition.containerLinuxConfig.additionalConfig: {0}")]
+    AdditionalConfig(String),
     #[error("rendering the bootstrap template: {0}")]
     Template(#[from] minijinja::Error),
 }
