@@ -9,27 +9,9 @@ use capstan_kubeadm::pki::NodeFile;
 use capstan_kubeadm::render::ignition::{self, spec_version};
 use capstan_kubeadm::render::{CloudInitInput, DocumentKind, RenderError};
 
-/// Runs the real validator; any output (warnings too) fails the test.
+/// The real validator; any output (warnings too) fails the test.
 fn validate(json: &str) {
-    let bin = std::env::var("CAPSTAN_IGNITION_VALIDATE")
-        .expect("CAPSTAN_IGNITION_VALIDATE is unset: run `eval \"$(hack/testenv.sh)\"` first (CI always sets it)");
-    let path = std::env::temp_dir().join(format!(
-        "capstan-ign-{}-{:?}.json",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::write(&path, json).unwrap();
-    let out = std::process::Command::new(&bin).arg(&path).output().unwrap();
-    let _ = std::fs::remove_file(&path);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "ignition-validate: {text}\n{json}"
-    );
+    capstan_e2e::ignition::assert_valid(json.as_bytes());
 }
 
 fn check(case: &str, out: &str) {
