@@ -94,7 +94,7 @@ fn ready(state: &Path) -> Ready {
 }
 
 /// The simulator's VMs (templates excluded), asked over its REST API like the provider does.
-async fn simulator_vms(mgmt: &Client, ready: &Ready) -> Vec<String> {
+async fn dcs_vms(mgmt: &Client, ready: &Ready) -> Vec<capstan_dcs::client::Vm> {
     let secret = Api::<Secret>::namespaced(mgmt.clone(), NS)
         .get(&ready.credentials_secret)
         .await
@@ -110,8 +110,11 @@ async fn simulator_vms(mgmt: &Client, ready: &Ready) -> Vec<String> {
         .unwrap()
         .into_iter()
         .filter(|v| !v.is_template)
-        .map(|v| v.name)
         .collect()
+}
+
+async fn simulator_vms(mgmt: &Client, ready: &Ready) -> Vec<String> {
+    dcs_vms(mgmt, ready).await.into_iter().map(|v| v.name).collect()
 }
 
 /// Issue 10 §1: no password, bootstrap token or private key the run created appears in any log
@@ -851,6 +854,124 @@ async fn up_on_hcs_serves_the_cluster_through_the_elb_and_leaves_nothing_after_d
             .unwrap()
             .is_empty()
     );
+    assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
+    assert!(!state.exists());
+}
+
+/// Issue 16 §2/§5 for every Machine of `cluster`: its data secret says `format: ignition`, holds
+/// an Ignition 3.4.0 config the real `ignition-validate` accepts, and its Node booted the MicroOS
+/// image (the guest read the config the way MicroOS does on that cloud).
+async fn assert_ignition_nodes(mgmt: &Client, workload: &Client, cluster: &str) {
+    let secrets: Api<Secret> = Api::namespaced(mgmt.clone(), NS);
+    let ns = nodes(workload).await;
+    for m in machines(mgmt, cluster).await {
+        let name = m.spec.bootstrap.data_secret_name.clone().unwrap();
+        let data = secrets.get(&name).await.unwrap().data.unwrap();
+        assert_eq!(data["format"].0, b"ignition", "{name}");
+        let config: serde_json::Value = serde_json::from_slice(&data["value"].0).unwrap();
+        assert_eq!(config["ignition"]["version"], "3.4.0", "{name}");
+        capstan_e2e::ignition::assert_valid(&data["value"].0);
+        let node_name = &m.status.as_ref().unwrap().node_ref.as_ref().unwrap().name;
+        let node = ns.iter().find(|n| &n.name_any() == node_name).unwrap();
+        let info = node.status.as_ref().and_then(|s| s.node_info.as_ref()).unwrap();
+        assert_eq!(
+            info.os_image, "openSUSE MicroOS (capstan guest emulation)",
+            "{node_name}"
+        );
+    }
+}
+
+/// Issue 16 §5: `capstan up --os microos` on DCS: the 3+2 cluster boots MicroOS images from the
+/// Ignition ISO (label `ignition`, `ignition/config.ign`), each node names itself and finds its
+/// providerID in what the provider wrote into the config, and no ISO stays in a drive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_microos_boots_every_node_from_its_ignition_iso_on_dcs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
+    let out = capstan(&[
+        "up",
+        "--os",
+        "microos",
+        "--state-dir",
+        path_str(&state),
+        "--name",
+        "e2m",
+        "--timeout",
+        "6m",
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("all 5 machines running, 5 nodes registered"),
+        "{stdout}"
+    );
+    let ready = ready(&state);
+    let mgmt = client_for(&ready.mgmt_kubeconfig).await;
+    let workload = client_for(&state.join("e2m.kubeconfig")).await;
+    assert_nodes_match(&mgmt, &workload, "e2m", 5).await;
+    assert_ignition_nodes(&mgmt, &workload, "e2m").await;
+
+    // The ISO held join tokens and keys: once provisioned it is out of every drive.
+    let vms = dcs_vms(&mgmt, &ready).await;
+    assert_eq!(vms.len(), 5);
+    assert!(
+        wait_for(Duration::from_secs(60), || async {
+            dcs_vms(&mgmt, &ready).await.iter().all(|v| !v.cdrom_loaded())
+        })
+        .await,
+        "an Ignition ISO is still attached"
+    );
+    for vm in &vms {
+        let infra_obj = infra(&mgmt, "DCSMachine").get(&vm.name).await.unwrap();
+        let cleaned = infra_obj.data["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "BootstrapDataCleanedUp")
+            .cloned();
+        assert_eq!(
+            cleaned.as_ref().map(|c| &c["status"]),
+            Some(&json!("True")),
+            "{}: {cleaned:?}",
+            vm.name
+        );
+    }
+    assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
+    assert!(!state.exists());
+}
+
+/// Issue 16 §5 on HCS: the MicroOS nodes read their config from `user_data` (raw JSON, as
+/// Ignition's `openstack` platform does) and take their providerID from afterburn's metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_microos_boots_every_node_from_user_data_on_hcs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
+    let out = capstan(&[
+        "up",
+        "--infrastructure",
+        "hcs",
+        "--os",
+        "microos",
+        "--state-dir",
+        path_str(&state),
+        "--name",
+        "e2n",
+        "--timeout",
+        "6m",
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("all 5 machines running, 5 nodes registered"),
+        "{stdout}"
+    );
+    let ready = ready(&state);
+    let mgmt = client_for(&ready.mgmt_kubeconfig).await;
+    let workload = client_for(&state.join("e2n.kubeconfig")).await;
+    assert_nodes_match_on(&mgmt, &workload, "e2n", 5, "HCSMachine", "hcs://").await;
+    assert_ignition_nodes(&mgmt, &workload, "e2n").await;
     assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
     assert!(!state.exists());
 }

@@ -62,6 +62,17 @@ impl GuestOs {
         }
     }
 
+    /// What the kubelet reports as `nodeInfo.osImage` (the image's PRETTY_NAME), marked as
+    /// emulated so nobody mistakes a simulated node for a real one.
+    pub fn os_image(self) -> &'static str {
+        match self {
+            GuestOs::Ubuntu => "Ubuntu 22.04.5 LTS (capstan guest emulation)",
+            GuestOs::MicroOs => "openSUSE MicroOS (capstan guest emulation)",
+            GuestOs::Flatcar => "Flatcar Container Linux by Kinvolk (capstan guest emulation)",
+            GuestOs::FedoraCoreOs => "Fedora CoreOS (capstan guest emulation)",
+        }
+    }
+
     pub fn boot_agent(self) -> BootAgent {
         match self {
             GuestOs::Ubuntu => BootAgent::CloudInit,

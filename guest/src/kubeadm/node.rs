@@ -30,6 +30,8 @@ pub struct KubeletView {
     pub labels: BTreeMap<String, String>,
     pub address: Option<String>,
     pub kubelet_version: String,
+    /// `nodeInfo.osImage`: the image the VM booted.
+    pub os_image: &'static str,
     pub system_uuid: String,
     /// `--register-with-taints`, which kubeadm derives from `nodeRegistration.taints` (a worker
     /// join from the bootstrap provider carries `node.cluster.x-k8s.io/uninitialized`).
@@ -78,6 +80,7 @@ impl KubeletView {
             labels,
             address: vm.ips.first().cloned(),
             kubelet_version: kubelet_version.to_string(),
+            os_image: vm.os.os_image(),
             system_uuid: vm.uuid.clone(),
             register_taints: reg.taints.clone().unwrap_or_default(),
         }
@@ -111,7 +114,7 @@ impl KubeletView {
                     "systemUUID": self.system_uuid,
                     "bootID": self.record.vm_id,
                     "kernelVersion": "6.1.0-emulated",
-                    "osImage": "Capstan guest emulation",
+                    "osImage": self.os_image,
                     "containerRuntimeVersion": "containerd://1.7.0-emulated",
                     "kubeletVersion": self.kubelet_version,
                     "kubeProxyVersion": self.kubelet_version,
