@@ -14,6 +14,7 @@ pub struct CrdsArgs {
 pub fn all(with_capi_core: bool) -> Vec<CustomResourceDefinition> {
     let mut crds = capstan_dcs::api::crds();
     crds.extend(capstan_hcs::api::crds());
+    crds.extend(capstan_vsphere::api::crds());
     crds.extend(capstan_kubeadm::api::crds());
     if with_capi_core {
         crds.extend(capstan_api::crd::capi_core());

@@ -26,6 +26,7 @@ pub fn all(settings: &Settings) -> Vec<Box<dyn Provider>> {
     vec![
         Box::new(capstan_dcs::lifecycle_provider().with_operation_timeout(settings.operation_timeout)),
         Box::new(capstan_hcs::lifecycle_provider().with_operation_timeout(settings.operation_timeout)),
+        Box::new(capstan_vsphere::lifecycle_provider().with_operation_timeout(settings.operation_timeout)),
         Box::new(capstan_standalone::Standalone::default()),
         Box::new(kubeadm),
     ]

@@ -487,12 +487,14 @@ where
         .unwrap_or(false);
     match &instance.state {
         InstanceState::Running if instance.addresses.is_empty() => {
-            waiting(
-                &mut status,
-                WAITING_FOR_ADDRESSES,
-                "The instance runs but reports no address yet",
-                generation,
-            );
+            let (reason, message) = match provider.check_address_wait(scope, instance).await {
+                Ok(()) => (
+                    WAITING_FOR_ADDRESSES,
+                    "The instance runs but reports no address yet".to_string(),
+                ),
+                Err(e) => (e.reason(), e.to_string()),
+            };
+            waiting(&mut status, reason, message, generation);
             Ok(Step::new(status, Some(ctx.poll_interval)))
         }
         InstanceState::Running => running(ctx, m, scope, instance, status, was_provisioned).await,

@@ -313,6 +313,18 @@ pub trait InfraProvider: Send + Sync + 'static {
         instance: &Instance,
     ) -> impl Future<Output = Result<Option<Operation>, Self::Error>> + Send;
 
+    /// Called on every pass while a running instance reports no address yet. An error becomes
+    /// the machine's condition reason and message instead of `WaitingForAddresses` (e.g. a wait
+    /// that ran past the provider's timeout); the core keeps polling either way, so an address
+    /// that turns up later still provisions the machine.
+    fn check_address_wait(
+        &self,
+        _scope: &MachineScope<'_, Self>,
+        _instance: &Instance,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// Called once the instance is gone for good, before the finalizer is released (e.g. to give
     /// back an address the machine held).
     fn after_deleted(&self, _scope: &MachineScope<'_, Self>) -> impl Future<Output = Result<(), Self::Error>> + Send {

@@ -28,6 +28,9 @@ pub const VM_PROPERTIES: &[&str] = &[
     "snapshot",
     "guest.net",
     "guest.ipAddress",
+    "config.hardware.numCPU",
+    "config.hardware.memoryMB",
+    "runtime.bootTime",
 ];
 
 /// What a provider reads of a VM.
@@ -46,6 +49,12 @@ pub struct VmInfo {
     pub guest_nics: Vec<GuestNic>,
     /// `guest.ipAddress`: the guest's primary address, absent until Tools report one.
     pub guest_ip: Option<String>,
+    pub num_cpus: Option<i64>,
+    pub memory_mb: Option<i64>,
+    /// `runtime.bootTime` (xsd:dateTime): when the VM last powered on; vcsim leaves it unset.
+    pub boot_time: Option<String>,
+    /// The raw `snapshot` property (`VirtualMachineSnapshotInfo`), for look-ups by name.
+    pub snapshot_tree: Option<Node>,
 }
 
 impl VmInfo {
@@ -73,6 +82,10 @@ impl VmInfo {
                 .and_then(MoRef::from_node),
             guest_nics: c.get("guest.net").map(GuestNic::list_from_node).unwrap_or_default(),
             guest_ip: text("guest.ipAddress").filter(|s| !s.is_empty()),
+            num_cpus: c.get("config.hardware.numCPU").and_then(Node::parse_i64),
+            memory_mb: c.get("config.hardware.memoryMB").and_then(Node::parse_i64),
+            boot_time: text("runtime.bootTime").filter(|s| !s.is_empty()),
+            snapshot_tree: c.get("snapshot").cloned(),
         }
     }
 
@@ -93,6 +106,26 @@ impl VmInfo {
 
     pub fn disks(&self) -> impl Iterator<Item = &VirtualDevice> {
         self.devices.iter().filter(|d| d.is_disk())
+    }
+
+    /// The NICs (devices with a MAC address field), in device order.
+    pub fn nics(&self) -> impl Iterator<Item = &VirtualDevice> {
+        self.devices
+            .iter()
+            .filter(|d| d.raw.child("macAddress").is_some() || d.raw.child("addressType").is_some())
+    }
+
+    /// The snapshot named `name` anywhere in the VM's snapshot tree.
+    pub fn snapshot_named(&self, name: &str) -> Option<MoRef> {
+        fn walk(nodes: &Node, list: &str, name: &str) -> Option<MoRef> {
+            nodes.children(list).find_map(|tree| {
+                if tree.child_text("name") == Some(name) {
+                    return tree.child("snapshot").and_then(MoRef::from_node);
+                }
+                walk(tree, "childSnapshotList", name)
+            })
+        }
+        walk(self.snapshot_tree.as_ref()?, "rootSnapshotList", name)
     }
 }
 
