@@ -98,6 +98,11 @@ cluster_api() {
   echo "export CAPSTAN_KCP_MANAGER=$CACHE/capi-kubeadm-control-plane-manager-$v"
   echo "export CAPSTAN_CABPK_MANAGER=$CACHE/capi-kubeadm-bootstrap-manager-$v"
   echo "export CAPSTAN_CLUSTERCTL=$CACHE/clusterctl-$v"
+  # CABPK's own Ignition renderer behind a small program of ours (the oracle for spec 2.3.0);
+  # the name carries the program's hash so an edit rebuilds it.
+  local oracle="$CACHE/cabpk-ignition-$v-$(sha256sum "$dir/cabpk-ignition/main.go" | cut -c1-12)"
+  go_build "$dir" "$oracle" ./cabpk-ignition
+  echo "export CAPSTAN_CABPK_IGNITION=$oracle"
   # The module's own config/ trees (CRDs, RBAC, webhooks), for tests that install upstream components.
   local module
   module=$(cd "$dir" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/cluster-api) || fail "go list sigs.k8s.io/cluster-api failed"

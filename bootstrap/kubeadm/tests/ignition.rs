@@ -5,9 +5,10 @@
 //! `CAPSTAN_BLESS=1` rewrites the fixtures.
 
 use capstan_kubeadm::api::{Encoding, File, Ntp, User};
-use capstan_kubeadm::pki::NodeFile;
 use capstan_kubeadm::render::ignition::{self, spec_version};
 use capstan_kubeadm::render::{CloudInitInput, DocumentKind, RenderError};
+
+mod support;
 
 /// The real validator; any output (warnings too) fails the test.
 fn validate(json: &str) {
@@ -25,25 +26,8 @@ fn check(case: &str, out: &str) {
     assert_eq!(out, serde_json::to_string(&fixture).unwrap(), "{case}");
 }
 
-fn cert(path: &str, permissions: &'static str, content: &str) -> NodeFile {
-    NodeFile {
-        path: path.into(),
-        permissions,
-        content: content.into(),
-    }
-}
-
 fn base() -> CloudInitInput {
-    CloudInitInput {
-        certificates: vec![
-            cert("/etc/kubernetes/pki/ca.crt", "0640", "CA CERT\n"),
-            cert("/etc/kubernetes/pki/ca.key", "0600", "CA KEY\n"),
-        ],
-        cluster_configuration: "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n".into(),
-        init_configuration: "apiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\n".into(),
-        join_configuration: "apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\nnodeRegistration:\n  taints:\n  - effect: NoSchedule\n    key: node.cluster.x-k8s.io/uninitialized\n".into(),
-        ..Default::default()
-    }
+    support::input("v1beta3", "CA CERT\n", "CA KEY\n")
 }
 
 fn render(kind: DocumentKind, input: &CloudInitInput, extra: &str) -> String {
@@ -160,7 +144,7 @@ fn additional_config_json_overrides_file_and_unit() {
 
 #[test]
 fn additional_config_clc_yaml_overrides_file_and_unit() {
-    let extra = "storage:\n  files:\n    - path: /etc/kubeadm.sh\n      filesystem: root\n      mode: 0700\n      contents:\n        inline: |\n          echo mine\n  directories:\n    - path: /opt/data\n      mode: 0750\n  links:\n    - path: /usr/local/bin/k\n      target: /usr/bin/kubectl\nsystemd:\n  units:\n    - name: kubeadm.service\n      dropins:\n        - name: 10-env.conf\n          contents: \"[Service]\\nEnvironment=A=1\\n\"\n    - name: docker.service\n      mask: true\npasswd:\n  users:\n    - name: core\n      sshAuthorizedKeys: [\"ssh-ed25519 AAAA core\"]\n";
+    let extra = "storage:\n  files:\n    - path: /etc/kubeadm.sh\n      filesystem: root\n      mode: 0700\n      contents:\n        inline: |\n          echo mine\n  directories:\n    - path: /opt/data\n      mode: 0750\n  links:\n    - path: /usr/local/bin/k\n      target: /usr/bin/kubectl\nsystemd:\n  units:\n    - name: kubeadm.service\n      dropins:\n        - name: 10-env.conf\n          contents: \"[Service]\\nEnvironment=A=1\\n\"\n    - name: docker.service\n      mask: true\npasswd:\n  users:\n    - name: core\n      ssh_authorized_keys: [\"ssh-ed25519 AAAA core\"]\n";
     check("additional-clc", &render(DocumentKind::JoinWorker, &base(), extra));
     let err = ignition::render(DocumentKind::JoinWorker, &base(), "3.4.0", "networkd:\n  units: []\n").unwrap_err();
     assert!(
@@ -176,10 +160,38 @@ fn version_annotation() {
         assert_eq!(spec_version(Some(v)).unwrap(), v);
         validate(&ignition::render(DocumentKind::JoinWorker, &base(), v, "").unwrap());
     }
+    // CABPK's spec, compared with CABPK itself in ignition_cabpk.rs.
+    assert_eq!(spec_version(Some("2.3.0")).unwrap(), "2.3.0");
     let err = spec_version(Some("3.6.0")).unwrap_err();
     assert!(matches!(err, RenderError::InvalidIgnitionVersion(_)));
     assert!(
         err.to_string().contains("bootstrap.capstan.dev/ignition-version"),
         "{err}"
     );
+}
+
+/// Ignition has no cloud-init `disk_setup`/`mounts`; dropping them would boot a node without its
+/// disks, so the renderer refuses them with a reason the user can act on.
+#[test]
+fn disk_setup_and_mounts_are_refused() {
+    let mut i = base();
+    i.disk_setup = serde_json::from_value(serde_json::json!({
+        "filesystems": [{"device": "/dev/sdb1", "filesystem": "ext4", "label": "etcd"}]
+    }))
+    .unwrap();
+    for version in ["3.4.0", "2.3.0"] {
+        let err = ignition::render(DocumentKind::InitControlPlane, &i, version, "").unwrap_err();
+        assert_eq!(err.reason(), "UnsupportedInIgnition", "{version}");
+        assert!(err.to_string().contains("spec.diskSetup"), "{err}");
+        assert!(err.to_string().contains("additionalConfig"), "{err}");
+    }
+    let mut i = base();
+    i.mounts = vec![vec!["LABEL=etcd".into(), "/var/lib/etcd".into()]];
+    let err = ignition::render(DocumentKind::JoinWorker, &i, "3.4.0", "").unwrap_err();
+    assert_eq!(err.reason(), "UnsupportedInIgnition");
+    assert!(err.to_string().contains("spec.mounts"), "{err}");
+    // An empty diskSetup is no disk setup.
+    let mut i = base();
+    i.disk_setup = serde_json::from_value(serde_json::json!({"partitions": []})).unwrap();
+    ignition::render(DocumentKind::JoinWorker, &i, "3.4.0", "").unwrap();
 }

@@ -89,7 +89,7 @@ impl Error {
         match self {
             Error::Kube(_) => "KubeError",
             Error::Pki(_) => "CertificatesError",
-            Error::Render(_) => "RenderError",
+            Error::Render(e) => e.reason(),
             Error::Discovery(_) => "DiscoveryError",
             Error::Workload(_) => "WorkloadClusterError",
             Error::SecretOwnedByOther(..) => "SecretOwnedByOther",

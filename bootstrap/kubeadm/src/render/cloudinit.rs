@@ -68,6 +68,17 @@ pub enum DocumentKind {
     JoinWorker,
 }
 
+impl DocumentKind {
+    /// The kubeadm subcommand the node runs.
+    pub fn kubeadm_verb(self) -> &'static str {
+        if self == DocumentKind::InitControlPlane {
+            "init"
+        } else {
+            "join"
+        }
+    }
+}
+
 /// Files may hold secrets (contentFrom), users their passwords and the kubeadm documents the
 /// bootstrap token: `Debug` names them and shows sizes only.
 impl std::fmt::Debug for CloudInitInput {

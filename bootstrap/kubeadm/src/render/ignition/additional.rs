@@ -7,29 +7,61 @@
 //!   `storage.links[]`, `systemd.units[]` (`name`, `enable`/`enabled`, `mask`, `contents`,
 //!   `dropins[]`) and `passwd.users[]`. Any other key is an error naming it: a silently
 //!   dropped key would be lost input.
+//!
+//! For a spec 2.3.0 document the same subset comes out in 2.x shape (`filesystem: root`,
+//! `contents.verification`, `append: true`, the transpiler's default modes), or an Ignition
+//! 2.x JSON config is taken as is.
 
 use serde_json::{Map, Value, json};
 
-use super::dataurl;
+use super::{dataurl, v2};
+
+/// The shape of the fragment: the document's spec major.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spec {
+    V2,
+    V3,
+}
+
+impl Spec {
+    fn major(self) -> &'static str {
+        match self {
+            Spec::V2 => "2.",
+            Spec::V3 => "3.",
+        }
+    }
+}
 
 /// The fragment in v3 shape (no `ignition` section), or a message naming the problem.
 pub fn parse(text: &str) -> Result<Value, String> {
+    parse_as(text, Spec::V3)
+}
+
+/// The fragment in 2.x shape, for a spec 2.3.0 document.
+pub fn parse_v2(text: &str) -> Result<Value, String> {
+    parse_as(text, Spec::V2)
+}
+
+fn parse_as(text: &str, spec: Spec) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(json!({}));
     }
     if let Ok(Value::Object(mut o)) = serde_json::from_str::<Value>(text) {
         let version = o.get("ignition").and_then(|i| i.get("version")).and_then(Value::as_str);
         return match version {
-            Some(v) if v.starts_with("3.") => {
+            Some(v) if v.starts_with(spec.major()) => {
                 o.remove("ignition");
                 Ok(Value::Object(o))
             }
-            _ => Err("an Ignition JSON additionalConfig needs ignition.version 3.x".into()),
+            _ => Err(format!(
+                "an Ignition JSON additionalConfig needs ignition.version {}x, like the document",
+                spec.major()
+            )),
         };
     }
     let clc: Value = serde_saphyr::from_str(&octal_modes(text))
         .map_err(|e| format!("not JSON and not Container Linux Config YAML: {e}"))?;
-    convert(&clc)
+    convert(&clc, spec)
 }
 
 /// CLC is read by Go's yaml.v2 (YAML 1.1), where `mode: 0644` is octal; a YAML 1.2 parser
@@ -78,7 +110,7 @@ fn only(m: &Map<String, Value>, allowed: &[&str], at: &str) -> Result<(), String
     }
 }
 
-fn convert(clc: &Value) -> Result<Value, String> {
+fn convert(clc: &Value, spec: Spec) -> Result<Value, String> {
     let top = obj(clc, "additionalConfig")?;
     only(top, &["storage", "systemd", "passwd"], "additionalConfig")?;
     let mut out = json!({});
@@ -86,13 +118,18 @@ fn convert(clc: &Value) -> Result<Value, String> {
         let s = obj(s, "storage")?;
         only(s, &["files", "directories", "links"], "storage")?;
         for (k, conv) in [
-            ("files", file as fn(&Value, &str) -> _),
+            ("files", file as fn(&Value, &str, Spec) -> _),
             ("directories", directory),
             ("links", link),
         ] {
             if let Some(l) = s.get(k) {
                 let at = format!("storage.{k}[]");
-                out["storage"][k] = Value::Array(list(l, &at)?.iter().map(|e| conv(e, &at)).collect::<Result<_, _>>()?);
+                out["storage"][k] = Value::Array(
+                    list(l, &at)?
+                        .iter()
+                        .map(|e| conv(e, &at, spec))
+                        .collect::<Result<_, _>>()?,
+                );
             }
         }
     }
@@ -100,8 +137,12 @@ fn convert(clc: &Value) -> Result<Value, String> {
         let s = obj(s, "systemd")?;
         only(s, &["units"], "systemd")?;
         if let Some(l) = s.get("units") {
-            out["systemd"]["units"] =
-                Value::Array(list(l, "systemd.units[]")?.iter().map(unit).collect::<Result<_, _>>()?);
+            out["systemd"]["units"] = Value::Array(
+                list(l, "systemd.units[]")?
+                    .iter()
+                    .map(|u| unit(u, spec))
+                    .collect::<Result<_, _>>()?,
+            );
         }
     }
     if let Some(p) = top.get("passwd") {
@@ -124,13 +165,18 @@ fn copy(from: &Map<String, Value>, to: &mut Value, keys: &[&str]) {
     }
 }
 
-/// CLC `user: {id|name}` / `group: {...}` have the v3 shape already.
-fn node(m: &Map<String, Value>, at: &str) -> Result<Value, String> {
+/// CLC `user: {id|name}` / `group: {...}` have the v3 shape already. In 2.x every node names
+/// its filesystem, and the transpiler gives files 0644 and directories 0755 when no mode is set.
+fn node(m: &Map<String, Value>, at: &str, spec: Spec, default_mode: u64) -> Result<Value, String> {
     let path = m
         .get("path")
         .and_then(Value::as_str)
         .ok_or_else(|| format!("{at}: path is required"))?;
     let mut out = json!({"path": path});
+    if spec == Spec::V2 {
+        out["filesystem"] = m.get("filesystem").cloned().unwrap_or_else(|| json!("root"));
+        out["mode"] = json!(default_mode);
+    }
     copy(m, &mut out, &["user", "group", "overwrite"]);
     if let Some(mode) = m.get("mode") {
         // YAML integers may arrive as floats (`420.0`); Ignition wants an integer.
@@ -143,7 +189,7 @@ fn node(m: &Map<String, Value>, at: &str) -> Result<Value, String> {
     Ok(out)
 }
 
-fn file(v: &Value, at: &str) -> Result<Value, String> {
+fn file(v: &Value, at: &str, spec: Spec) -> Result<Value, String> {
     let m = obj(v, at)?;
     only(
         m,
@@ -159,53 +205,67 @@ fn file(v: &Value, at: &str) -> Result<Value, String> {
         ],
         at,
     )?;
-    let mut out = node(m, at)?;
+    let mut out = node(m, at, spec, 0o644)?;
     let Some(c) = m.get("contents") else { return Ok(out) };
     let c = obj(c, &format!("{at}.contents"))?;
     only(c, &["inline", "remote"], &format!("{at}.contents"))?;
-    let contents = match (c.get("inline").and_then(Value::as_str), c.get("remote")) {
-        (Some(text), _) => dataurl::contents(text.as_bytes()),
-        (None, Some(r)) => {
+    let mut contents = match (c.get("inline").and_then(Value::as_str), c.get("remote"), spec) {
+        (Some(text), _, Spec::V3) => dataurl::contents(text.as_bytes()),
+        (Some(text), _, Spec::V2) => v2::source(text.as_bytes()),
+        (None, Some(r), _) => {
             let r = obj(r, &format!("{at}.contents.remote"))?;
             only(r, &["url"], &format!("{at}.contents.remote"))?;
             json!({"source": r.get("url").cloned().unwrap_or_default()})
         }
-        (None, None) => json!({}),
+        (None, None, _) => json!({}),
     };
-    if m.get("append").and_then(Value::as_bool) == Some(true) {
-        out["append"] = json!([contents]);
-    } else {
-        out["contents"] = contents;
+    if spec == Spec::V2 {
+        contents["verification"] = json!({});
+    }
+    let append = m.get("append").and_then(Value::as_bool) == Some(true);
+    match spec {
+        Spec::V3 if append => out["append"] = json!([contents]),
+        Spec::V2 if append => {
+            out["append"] = json!(true);
+            out["contents"] = contents;
+        }
+        _ => out["contents"] = contents,
     }
     Ok(out)
 }
 
-fn directory(v: &Value, at: &str) -> Result<Value, String> {
+fn directory(v: &Value, at: &str, spec: Spec) -> Result<Value, String> {
     let m = obj(v, at)?;
     only(m, &["path", "filesystem", "mode", "user", "group", "overwrite"], at)?;
-    node(m, at)
+    node(m, at, spec, 0o755)
 }
 
-fn link(v: &Value, at: &str) -> Result<Value, String> {
+fn link(v: &Value, at: &str, spec: Spec) -> Result<Value, String> {
     let m = obj(v, at)?;
     only(
         m,
         &["path", "filesystem", "target", "hard", "user", "group", "overwrite"],
         at,
     )?;
-    let mut out = node(m, at)?;
+    let mut out = node(m, at, spec, 0)?;
+    if let Some(o) = out.as_object_mut() {
+        // Links have no mode.
+        o.remove("mode");
+    }
     copy(m, &mut out, &["target", "hard"]);
     Ok(out)
 }
 
-fn unit(v: &Value) -> Result<Value, String> {
+/// CLC's deprecated `enable` survives in 2.x; 3.x knows only `enabled`.
+fn unit(v: &Value, spec: Spec) -> Result<Value, String> {
     let at = "systemd.units[]";
     let m = obj(v, at)?;
     only(m, &["name", "enable", "enabled", "mask", "contents", "dropins"], at)?;
     let mut out = json!({});
     copy(m, &mut out, &["name", "enabled", "mask", "contents"]);
     if let Some(e) = m.get("enable") {
-        out["enabled"] = e.clone();
+        let key = if spec == Spec::V2 { "enable" } else { "enabled" };
+        out[key] = e.clone();
     }
     if let Some(d) = m.get("dropins") {
         for x in list(d, "systemd.units[].dropins")? {
@@ -220,23 +280,29 @@ fn unit(v: &Value) -> Result<Value, String> {
     Ok(out)
 }
 
+/// CLC spells user fields in snake_case; Ignition in camelCase.
 fn user(v: &Value) -> Result<Value, String> {
     let at = "passwd.users[]";
     let m = obj(v, at)?;
     let keys = [
-        "name",
-        "passwordHash",
-        "sshAuthorizedKeys",
-        "gecos",
-        "groups",
-        "homeDir",
-        "shell",
-        "primaryGroup",
-        "uid",
-        "noCreateHome",
+        ("name", "name"),
+        ("password_hash", "passwordHash"),
+        ("ssh_authorized_keys", "sshAuthorizedKeys"),
+        ("gecos", "gecos"),
+        ("groups", "groups"),
+        ("home_dir", "homeDir"),
+        ("shell", "shell"),
+        ("primary_group", "primaryGroup"),
+        ("uid", "uid"),
+        ("no_create_home", "noCreateHome"),
     ];
-    only(m, &keys, at)?;
+    let clc: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+    only(m, &clc, at)?;
     let mut out = json!({});
-    copy(m, &mut out, &keys);
+    for (from, to) in keys {
+        if let Some(v) = m.get(from) {
+            out[to] = v.clone();
+        }
+    }
     Ok(out)
 }

@@ -16,6 +16,7 @@
 mod additional;
 mod dataurl;
 mod merge;
+mod v2;
 
 use serde_json::{Value, json};
 
@@ -25,7 +26,8 @@ use super::{DocumentKind, RenderError};
 /// KubeadmConfig annotation choosing the Ignition spec version.
 pub const VERSION_ANNOTATION: &str = "bootstrap.capstan.dev/ignition-version";
 pub const DEFAULT_VERSION: &str = "3.4.0";
-const SUPPORTED: &[&str] = &["3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0", "3.5.0"];
+/// 2.3.0 is CABPK's exact output (module [`v2`]), for old Flatcar images only.
+const SUPPORTED: &[&str] = &["2.3.0", "3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0", "3.5.0"];
 
 /// The spec version for this annotation value (`None`: the default).
 pub fn spec_version(annotation: Option<&str>) -> Result<&'static str, RenderError> {
@@ -119,11 +121,7 @@ fn user_file(f: &crate::api::File) -> Result<Value, RenderError> {
 /// The script kubeadm.service runs: pre commands, kubeadm, the sentinel, the run-once move,
 /// post commands.
 fn script(kind: DocumentKind, input: &CloudInitInput) -> String {
-    let verb = if kind == DocumentKind::InitControlPlane {
-        "init"
-    } else {
-        "join"
-    };
+    let verb = kind.kubeadm_verb();
     let verbosity = input.verbosity.map(|v| format!(" --v {v}")).unwrap_or_default();
     let mut s = String::from("#!/bin/bash\nset -e\n");
     for c in &input.pre_kubeadm_commands {
@@ -208,14 +206,27 @@ fn user_files(input: &CloudInitInput, files: &mut Files, user_paths: &[String]) 
     }
 }
 
-/// Renders one Ignition 3.x document. `additional_config` is the spec's
-/// `ignition.containerLinuxConfig.additionalConfig`, merged over the generated config.
+/// Renders one Ignition document. `additional_config` is the spec's
+/// `ignition.containerLinuxConfig.additionalConfig`, merged over the generated config (3.x) or
+/// appended to it (2.3.0).
 pub fn render(
     kind: DocumentKind,
     input: &CloudInitInput,
     version: &str,
     additional_config: &str,
 ) -> Result<String, RenderError> {
+    // Dropping them silently would boot a node without its disks.
+    if input.disk_setup.partitions.as_ref().is_some_and(|p| !p.is_empty())
+        || input.disk_setup.filesystems.as_ref().is_some_and(|f| !f.is_empty())
+    {
+        return Err(RenderError::UnsupportedInIgnition("diskSetup"));
+    }
+    if !input.mounts.is_empty() {
+        return Err(RenderError::UnsupportedInIgnition("mounts"));
+    }
+    if version == v2::VERSION {
+        return v2::render(kind, input, additional_config);
+    }
     let extra = additional::parse(additional_config).map_err(RenderError::AdditionalConfig)?;
     let user_paths: Vec<String> = input.files.iter().map(|f| f.path.clone()).collect();
     let mut files = Files::default();
