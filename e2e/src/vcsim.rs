@@ -14,11 +14,16 @@ pub struct Vcsim {
     _dir: tempfile::TempDir,
 }
 
-/// A serving certificate for vcsim (PEM), so clients under test verify TLS against a CA of the
-/// test's own instead of skipping verification.
-pub struct VcsimTls {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
+/// A serving certificate for vcsim from a CA of the test's own (PEM), so clients under test
+/// verify TLS instead of skipping verification.
+pub type VcsimTls = capstan_simkit::tls::PemPki;
+
+/// A CA and a certificate for 127.0.0.1 signed by it.
+pub fn test_tls() -> anyhow::Result<VcsimTls> {
+    Ok(capstan_simkit::tls::generate_pem(
+        "capstan-vcsim-test-ca",
+        std::net::Ipv4Addr::LOCALHOST.into(),
+    )?)
 }
 
 /// How [`Vcsim::start_with`] runs vcsim; the default is what [`Vcsim::start`] does.

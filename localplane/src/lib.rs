@@ -13,4 +13,4 @@ mod process;
 
 pub use apiserver::{LocalPlane, PlaneOptions, RESTRICTED_USER, SuppliedPki, install_crds};
 pub use binaries::{binaries, cache_dir};
-pub use process::{ChildGuard, free_port, wait_for};
+pub use process::{ChildGuard, free_port, wait_for, wait_for_value};

@@ -5,17 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_api::conditions;
+use capstan_e2e::manager::RunningProvider;
 use capstan_e2e::objects::capi::{self, Placement};
 use capstan_e2e::{TestEnv, wait_for};
 use capstan_hcs::api::{HCSCluster, HCSMachine};
-use capstan_runtime::metrics::Metrics;
-use capstan_runtime::{Provider, ProviderContext, Scope};
 use capstan_sim_hcs::{Latency, SimConfig, SimHandle, SimKnobs, Simulator};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 fn fast() -> SimConfig {
     SimConfig {
@@ -32,8 +30,7 @@ struct World {
     client: Client,
     sim: Arc<SimHandle>,
     config: SimConfig,
-    shutdown: CancellationToken,
-    manager: Option<tokio::task::JoinHandle<Result<(), capstan_runtime::BoxError>>>,
+    manager: RunningProvider,
 }
 
 impl World {
@@ -42,43 +39,22 @@ impl World {
         let env = TestEnv::start().await.unwrap();
         env.install_crds(&capstan_hcs::api::crds()).await.unwrap();
         let client = env.client().await.unwrap();
-        let mut w = World {
-            _env: env,
-            client,
-            sim,
-            config,
-            shutdown: CancellationToken::new(),
-            manager: None,
-        };
-        w.start_manager();
-        w
-    }
-
-    fn start_manager(&mut self) {
-        let ctx = ProviderContext {
-            client: self.client.clone(),
-            scope: Scope {
-                namespace: Some("default".into()),
-                watch_filter: None,
-            },
-            metrics: Arc::new(Metrics::new()),
-            concurrency: Default::default(),
-            shutdown: self.shutdown.clone(),
-        };
         let provider = capstan_hcs::lifecycle_provider()
             .with_poll_interval(Duration::from_millis(200))
             .with_resync_interval(Duration::from_secs(2))
             .with_backoff(Duration::from_millis(100), Duration::from_secs(2));
-        self.manager = Some(tokio::spawn(provider.run(ctx)));
+        World {
+            manager: RunningProvider::start(provider, client.clone()),
+            _env: env,
+            client,
+            sim,
+            config,
+        }
     }
 
     /// Kills the manager wherever it is (its futures dropped mid-flight) and starts a new one.
     async fn crash_and_restart(&mut self) {
-        if let Some(task) = self.manager.take() {
-            task.abort();
-            let _ = task.await;
-        }
-        self.start_manager();
+        self.manager.crash_and_restart().await;
     }
 
     /// Cluster → HCSCluster (owned) + credentials; `managed_lb` asks for an ELB, otherwise the
@@ -216,12 +192,6 @@ impl World {
             .collect();
         a.sort();
         a
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

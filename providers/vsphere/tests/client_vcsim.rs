@@ -4,102 +4,21 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use capstan_e2e::{Vcsim, VcsimOptions, VcsimTls};
+use capstan_e2e::{Vcsim, VcsimOptions, VcsimTls, vcsim_test_tls};
 use capstan_vsphere::client::*;
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
-use openssl::x509::{X509, X509NameBuilder};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A CA and, signed by it, a leaf for 127.0.0.1.
-struct TestCerts {
-    ca_pem: Vec<u8>,
-    leaf: X509,
-    leaf_key: PKey<Private>,
-}
-
-/// A certificate for `cn`: a CA when `issuer` is None (self-signed), else a 127.0.0.1 leaf.
-fn certificate(cn: &str, issuer: Option<(&X509, &PKey<Private>)>) -> anyhow::Result<(X509, PKey<Private>)> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
-    let name = name.build();
-    let mut b = X509::builder()?;
-    b.set_version(2)?;
-    let serial = BigNum::from_u32(fastrand_serial())?.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&name)?;
-    b.set_pubkey(&key)?;
-    b.set_not_before(&*Asn1Time::from_unix(0)?)?;
-    b.set_not_after(&*Asn1Time::days_from_now(2)?)?;
-    match issuer {
-        None => {
-            b.set_issuer_name(&name)?;
-            b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-            b.sign(&key, MessageDigest::sha256())?;
-        }
-        Some((ca, ca_key)) => {
-            b.set_issuer_name(ca.subject_name())?;
-            // rustls checks the SAN, never the CN.
-            let san = SubjectAlternativeName::new()
-                .ip("127.0.0.1")
-                .build(&b.x509v3_context(Some(ca), None))?;
-            b.append_extension(san)?;
-            b.sign(ca_key, MessageDigest::sha256())?;
-        }
-    }
-    Ok((b.build(), key))
-}
-
-fn fastrand_serial() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() | 1)
-        .unwrap_or(1)
-}
-
-impl TestCerts {
-    fn new() -> anyhow::Result<Self> {
-        let (ca, ca_key) = certificate("capstan-vsphere-test-ca", None)?;
-        let (leaf, leaf_key) = certificate("127.0.0.1", Some((&ca, &ca_key)))?;
-        Ok(TestCerts {
-            ca_pem: ca.to_pem()?,
-            leaf,
-            leaf_key,
-        })
-    }
-
-    fn vcsim_tls(&self) -> VcsimTls {
-        VcsimTls {
-            cert_pem: self.leaf.to_pem().unwrap(),
-            key_pem: self.leaf_key.private_key_to_pem_pkcs8().unwrap(),
-        }
-    }
-
-    /// The leaf's SHA-256 as vCenter shows it: colon-separated upper-case hex.
-    fn thumbprint(&self) -> String {
-        let d = self.leaf.digest(MessageDigest::sha256()).unwrap();
-        d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-    }
-}
-
 struct Sim {
     vcsim: Vcsim,
-    certs: TestCerts,
+    certs: VcsimTls,
 }
 
 impl Sim {
     fn start(credentials: Option<(&str, &str)>) -> Sim {
-        let certs = TestCerts::new().unwrap();
+        let certs = vcsim_test_tls().unwrap();
         let vcsim = Vcsim::start_with(VcsimOptions {
-            tls: Some(certs.vcsim_tls()),
+            tls: Some(certs.clone()),
             credentials: credentials.map(|(u, p)| (u.to_string(), p.to_string())),
         })
         .expect("vcsim (hack/testenv.sh builds it)");
@@ -114,7 +33,7 @@ impl Sim {
             url.password().unwrap_or_default().to_string(),
         );
         let mut c = VsphereConfig::new(url, user, pass);
-        c.tls = TlsTrust::CaBundle(self.certs.ca_pem.clone());
+        c.tls = TlsTrust::CaBundle(self.certs.ca_pem.clone().into_bytes());
         c.request_timeout = Duration::from_secs(20);
         c
     }
@@ -496,12 +415,14 @@ async fn tls_is_verified_by_ca_or_pinned_thumbprint_and_off_only_when_asked() {
         VsphereClient::new(c).unwrap()
     };
     let works = |c: VsphereClient| async move { c.service_content().await.map(|_| ()) };
-    works(with(TlsTrust::CaBundle(sim.certs.ca_pem.clone()))).await.unwrap();
-    let pin: Thumbprint = sim.certs.thumbprint().parse().unwrap();
+    works(with(TlsTrust::CaBundle(sim.certs.ca_pem.clone().into_bytes())))
+        .await
+        .unwrap();
+    let pin: Thumbprint = sim.certs.thumbprint.parse().unwrap();
     works(with(TlsTrust::Thumbprint(pin))).await.unwrap();
     works(with(TlsTrust::Insecure)).await.unwrap();
 
-    let other_ca = TestCerts::new().unwrap().ca_pem;
+    let other_ca = vcsim_test_tls().unwrap().ca_pem.into_bytes();
     let mut wrong_pin = pin;
     wrong_pin.0[0] ^= 1;
     for (what, trust) in [

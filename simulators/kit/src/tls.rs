@@ -67,15 +67,7 @@ fn builder(cn: &str, key: &PKey<Private>) -> Result<(X509Builder, X509Name), ope
 /// endpoint and, say, the host an upload goes to: separate addresses and certificates, as in life).
 pub fn generate(ca_name: &str, ips: &[IpAddr]) -> io::Result<Pki> {
     let (ca, leaves) = (|| -> Result<_, openssl::error::ErrorStack> {
-        let ca_key = new_key()?;
-        let (mut b, subject) = builder(ca_name, &ca_key)?;
-        b.set_issuer_name(&subject)?;
-        b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
-        b.append_extension(ski)?;
-        b.sign(&ca_key, MessageDigest::sha256())?;
-        let ca = b.build();
+        let (ca, ca_key) = ca(ca_name)?;
         let leaves = ips
             .iter()
             .map(|ip| leaf(&ca, &ca_key, *ip))
@@ -90,6 +82,49 @@ pub fn generate(ca_name: &str, ips: &[IpAddr]) -> io::Result<Pki> {
         .map(|(cert, key)| server_config(&ca, cert, key))
         .collect::<io::Result<Vec<_>>>()?;
     Ok(Pki { ca_pem, servers })
+}
+
+/// A CA and one server certificate for `ip`, as PEM, for a server of someone else's that takes
+/// its certificate as files (vcsim).
+#[derive(Clone)]
+pub struct PemPki {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    /// PKCS#8.
+    pub key_pem: String,
+    /// The server certificate's SHA-256 as vCenter shows it: colon-separated upper-case hex.
+    pub thumbprint: String,
+}
+
+pub fn generate_pem(ca_name: &str, ip: IpAddr) -> io::Result<PemPki> {
+    let (ca, (cert, key)) = (|| -> Result<_, openssl::error::ErrorStack> {
+        let (ca, ca_key) = ca(ca_name)?;
+        let leaf = leaf(&ca, &ca_key, ip)?;
+        Ok((ca, leaf))
+    })()
+    .map_err(other)?;
+    let pem = |r: Result<Vec<u8>, openssl::error::ErrorStack>| -> io::Result<String> {
+        String::from_utf8(r.map_err(other)?).map_err(other)
+    };
+    let digest = cert.digest(MessageDigest::sha256()).map_err(other)?;
+    Ok(PemPki {
+        ca_pem: pem(ca.to_pem())?,
+        cert_pem: pem(cert.to_pem())?,
+        key_pem: pem(key.private_key_to_pem_pkcs8())?,
+        thumbprint: digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"),
+    })
+}
+
+fn ca(name: &str) -> Result<(X509, PKey<Private>), openssl::error::ErrorStack> {
+    let key = new_key()?;
+    let (mut b, subject) = builder(name, &key)?;
+    b.set_issuer_name(&subject)?;
+    b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+    b.append_extension(ski)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    Ok((b.build(), key))
 }
 
 fn leaf(ca: &X509, ca_key: &PKey<Private>, ip: IpAddr) -> Result<(X509, PKey<Private>), openssl::error::ErrorStack> {
