@@ -93,14 +93,22 @@ fn ready(state: &Path) -> Ready {
     }
 }
 
-/// The simulator's VMs (templates excluded), asked over its REST API like the provider does.
-async fn dcs_vms(mgmt: &Client, ready: &Ready) -> Vec<capstan_dcs::client::Vm> {
+/// The cloud credentials Secret `up` wrote for the provider, decoded.
+async fn credentials(mgmt: &Client, ready: &Ready) -> std::collections::BTreeMap<String, String> {
     let secret = Api::<Secret>::namespaced(mgmt.clone(), NS)
         .get(&ready.credentials_secret)
         .await
         .unwrap();
-    let data = secret.data.unwrap();
-    let get = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    let data = secret.data.unwrap_or_default();
+    data.into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect()
+}
+
+/// The simulator's VMs (templates excluded), asked over its REST API like the provider does.
+async fn dcs_vms(mgmt: &Client, ready: &Ready) -> Vec<capstan_dcs::client::Vm> {
+    let creds = credentials(mgmt, ready).await;
+    let get = |k: &str| creds[k].clone();
     let mut cfg = capstan_dcs::DcsConfig::new(ready.sim_url.parse().unwrap(), get("authUser"), get("authKey"));
     cfg.ca_bundle_pem = Some(ready.sim_ca_pem.as_bytes().to_vec());
     let client = capstan_dcs::DcsClient::new(cfg).unwrap();
@@ -341,6 +349,42 @@ async fn workers_settle(mgmt: &Client, workload: &Client, cluster: &str, want: u
         );
     }
     ok
+}
+
+/// Scales the cluster's MachineDeployment from 2 to 3 and waits for the sixth Node.
+async fn scale_workers_to_three(mgmt: &Client, workload: &Client, cluster: &str) {
+    let mds: Api<MachineDeployment> = Api::namespaced(mgmt.clone(), NS);
+    mds.patch(
+        &format!("{cluster}-md-0"),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(180), || async {
+            let ms = machines(mgmt, cluster).await;
+            ms.len() == 6 && ms.iter().all(running) && nodes(workload).await.len() == 6
+        })
+        .await,
+        "scale to 3 workers"
+    );
+}
+
+/// `capstan up` of the 3+2 cluster `name` with `extra` flags: asserts that it came up and
+/// returns the state it left.
+fn up_five(state: &Path, name: &str, extra: &[&str]) -> Ready {
+    let mut args = vec!["up"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--state-dir", path_str(state), "--name", name, "--timeout", "6m"]);
+    let out = capstan(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("all 5 machines running, 5 nodes registered"),
+        "{stdout}"
+    );
+    ready(state)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -740,12 +784,8 @@ async fn up_takes_the_kubernetes_version_and_template_variables_from_the_environ
 /// The HCS client on the credentials `up` wrote, to ask the simulator what exists as the
 /// provider would.
 async fn hcs_client(mgmt: &Client, ready: &Ready) -> capstan_hcs::client::HcsClient {
-    let secret = Api::<Secret>::namespaced(mgmt.clone(), NS)
-        .get(&ready.credentials_secret)
-        .await
-        .unwrap();
-    let data = secret.data.unwrap();
-    let get = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    let creds = credentials(mgmt, ready).await;
+    let get = |k: &str| creds[k].clone();
     let mut cfg = capstan_hcs::client::HcsConfig::new(
         get("externalGlobalDomain"),
         get("region"),
@@ -769,24 +809,7 @@ async fn up_on_hcs_serves_the_cluster_through_the_elb_and_leaves_nothing_after_d
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _reap = Reap(state.clone());
-    let out = capstan(&[
-        "up",
-        "--infrastructure",
-        "hcs",
-        "--state-dir",
-        path_str(&state),
-        "--name",
-        "e2h",
-        "--timeout",
-        "6m",
-    ]);
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("all 5 machines running, 5 nodes registered"),
-        "{stdout}"
-    );
-    let ready = ready(&state);
+    let ready = up_five(&state, "e2h", &["--infrastructure", "hcs"]);
     let mgmt = client_for(&ready.mgmt_kubeconfig).await;
     let hcs = hcs_client(&mgmt, &ready).await;
 
@@ -813,22 +836,7 @@ async fn up_on_hcs_serves_the_cluster_through_the_elb_and_leaves_nothing_after_d
     let pool = &hcs.pools(&lbs[0].id).await.unwrap()[0];
     assert_eq!(hcs.members(&pool.id).await.unwrap().len(), 3);
 
-    let mds: Api<MachineDeployment> = Api::namespaced(mgmt.clone(), NS);
-    mds.patch(
-        "e2h-md-0",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 3}})),
-    )
-    .await
-    .unwrap();
-    assert!(
-        wait_for(Duration::from_secs(180), || async {
-            let ms = machines(&mgmt, "e2h").await;
-            ms.len() == 6 && ms.iter().all(running) && nodes(&workload).await.len() == 6
-        })
-        .await,
-        "scale to 3 workers"
-    );
+    scale_workers_to_three(&mgmt, &workload, "e2h").await;
 
     Api::<capstan_api::core::Cluster>::namespaced(mgmt.clone(), NS)
         .delete("e2h", &DeleteParams::background())
@@ -889,24 +897,7 @@ async fn up_on_microos_boots_every_node_from_its_ignition_iso_on_dcs() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _reap = Reap(state.clone());
-    let out = capstan(&[
-        "up",
-        "--os",
-        "microos",
-        "--state-dir",
-        path_str(&state),
-        "--name",
-        "e2m",
-        "--timeout",
-        "6m",
-    ]);
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("all 5 machines running, 5 nodes registered"),
-        "{stdout}"
-    );
-    let ready = ready(&state);
+    let ready = up_five(&state, "e2m", &["--os", "microos"]);
     let mgmt = client_for(&ready.mgmt_kubeconfig).await;
     let workload = client_for(&state.join("e2m.kubeconfig")).await;
     assert_nodes_match(&mgmt, &workload, "e2m", 5).await;
@@ -948,30 +939,77 @@ async fn up_on_microos_boots_every_node_from_user_data_on_hcs() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let _reap = Reap(state.clone());
-    let out = capstan(&[
-        "up",
-        "--infrastructure",
-        "hcs",
-        "--os",
-        "microos",
-        "--state-dir",
-        path_str(&state),
-        "--name",
-        "e2n",
-        "--timeout",
-        "6m",
-    ]);
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("all 5 machines running, 5 nodes registered"),
-        "{stdout}"
-    );
-    let ready = ready(&state);
+    let ready = up_five(&state, "e2n", &["--infrastructure", "hcs", "--os", "microos"]);
     let mgmt = client_for(&ready.mgmt_kubeconfig).await;
     let workload = client_for(&state.join("e2n.kubeconfig")).await;
     assert_nodes_match_on(&mgmt, &workload, "e2n", 5, "HCSMachine", "hcs://").await;
     assert_ignition_nodes(&mgmt, &workload, "e2n").await;
+    assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
+    assert!(!state.exists());
+}
+
+/// A client for the vcsim `up` started, with the credentials and CA the provider got.
+async fn vsphere_client(mgmt: &Client, ready: &Ready) -> capstan_vsphere::client::VsphereClient {
+    let creds = credentials(mgmt, ready).await;
+    let get = |k: &str| creds[k].clone();
+    let mut cfg =
+        capstan_vsphere::client::VsphereConfig::new(ready.sim_url.parse().unwrap(), get("username"), get("password"));
+    cfg.tls = capstan_vsphere::client::TlsTrust::CaBundle(ready.sim_ca_pem.as_bytes().to_vec());
+    capstan_vsphere::client::VsphereClient::new(cfg).unwrap()
+}
+
+/// Issue 15 §3: `capstan up --infrastructure vsphere` on the real vcsim: every VM cloned by the
+/// provider boots its guestinfo user data through the bridge (VMware Tools' part), 3 control
+/// planes + 2 workers register with `vsphere://<BIOS UUID>`, the user data is gone from every VM
+/// afterwards, workers scale, and deleting the Cluster leaves no VM in vcsim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_vsphere_boots_guestinfo_through_vcsim_and_leaves_no_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
+    let ready = up_five(&state, "e2v", &["--infrastructure", "vsphere"]);
+    let mgmt = client_for(&ready.mgmt_kubeconfig).await;
+    let workload = client_for(&state.join("e2v.kubeconfig")).await;
+    assert_nodes_match_on(&mgmt, &workload, "e2v", 5, "VCenterMachine", "vsphere://").await;
+
+    let vc = vsphere_client(&mgmt, &ready).await;
+    let ours = |names: Vec<String>| names.into_iter().filter(|n| n.starts_with("e2v-")).collect::<Vec<_>>();
+    let vms = ours(vc.vm_names_under("/DC0/vm").await.unwrap());
+    assert_eq!(vms.len(), 5, "{vms:?}");
+    for name in &vms {
+        let vm = vc
+            .find_by_inventory_path(&format!("/DC0/vm/{name}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let info = vc.vm_info(&vm).await.unwrap();
+        for key in capstan_vsphere::bootstrap::SECRET_KEYS {
+            assert!(
+                wait_for(Duration::from_secs(60), || async {
+                    vc.vm_info(&vm).await.unwrap().extra_config_value(key).is_none()
+                })
+                .await,
+                "{name}: {key} left in the VM's configuration"
+            );
+        }
+        assert!(
+            info.guest_ip.as_deref().is_some_and(|ip| ip.starts_with("127.")),
+            "{info:?}"
+        );
+    }
+
+    scale_workers_to_three(&mgmt, &workload, "e2v").await;
+
+    let clusters: Api<capstan_api::core::Cluster> = Api::namespaced(mgmt.clone(), NS);
+    clusters.delete("e2v", &DeleteParams::background()).await.unwrap();
+    assert!(
+        wait_for(Duration::from_secs(180), || async {
+            matches!(clusters.get_opt("e2v").await, Ok(None))
+        })
+        .await,
+        "cluster not deleted"
+    );
+    assert!(ours(vc.vm_names_under("/DC0/vm").await.unwrap()).is_empty());
     assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
     assert!(!state.exists());
 }

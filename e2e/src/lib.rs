@@ -13,11 +13,10 @@ pub mod ignition;
 pub mod manager;
 pub mod objects;
 mod testenv;
-mod vcsim;
 
 pub use capstan_localplane::{
     ChildGuard, LocalPlane, PlaneOptions, RESTRICTED_USER, free_port, wait_for, wait_for_value,
 };
+pub use capstan_sim_vsphere::{Vcsim, VcsimOptions, VcsimTls, test_tls as vcsim_test_tls};
 pub use crds::{capi_crds_dir, load_crds_from_dir, shared_dir};
 pub use testenv::{TestEnv, TestEnvOptions};
-pub use vcsim::{Vcsim, VcsimOptions, VcsimTls, test_tls as vcsim_test_tls};

@@ -75,7 +75,10 @@ pub struct NicConfig {
 }
 
 /// The metadata document (JSON, which cloud-init reads as the YAML it also accepts).
-pub fn metadata(instance_id: &str, hostname: &str, nics: &[NicConfig]) -> String {
+/// `provider_id` (`vsphere://<BIOS UUID>`) is there for the kubelet's `provider-id` flag
+/// (`{{ ds.meta_data.provider_id }}` in the templates, as on DCS): without a vSphere cloud
+/// controller manager nothing else tells the Node which VM it is.
+pub fn metadata(instance_id: &str, hostname: &str, provider_id: Option<&str>, nics: &[NicConfig]) -> String {
     let mut ethernets = Map::new();
     for (i, nic) in nics.iter().enumerate() {
         let mut eth = json!({
@@ -108,13 +111,16 @@ pub fn metadata(instance_id: &str, hostname: &str, nics: &[NicConfig]) -> String
     let ipv6 = nics
         .iter()
         .any(|n| n.dhcp6 || n.addresses.iter().any(|a| a.contains(':')));
-    json!({
+    let mut doc = json!({
         "instance-id": instance_id,
         "local-hostname": hostname,
         "wait-on-network": {"ipv4": ipv4, "ipv6": ipv6},
         "network": {"version": 2, "ethernets": ethernets},
-    })
-    .to_string()
+    });
+    if let Some(p) = provider_id {
+        doc["provider_id"] = json!(p);
+    }
+    doc.to_string()
 }
 
 /// The metadata keys for `document`.
@@ -195,9 +201,10 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let doc: Value = serde_json::from_str(&metadata("m1", "m1", &nics)).unwrap();
+        let doc: Value = serde_json::from_str(&metadata("m1", "m1", Some("vsphere://4211-bios"), &nics)).unwrap();
         assert_eq!(doc["instance-id"], "m1");
         assert_eq!(doc["local-hostname"], "m1");
+        assert_eq!(doc["provider_id"], "vsphere://4211-bios");
         assert_eq!(doc["wait-on-network"], json!({"ipv4": true, "ipv6": false}));
         let eth = &doc["network"]["ethernets"];
         assert_eq!(doc["network"]["version"], 2);

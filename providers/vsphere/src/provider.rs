@@ -147,11 +147,13 @@ fn ours(machine: &VCenterMachine, uid: &str, vm: &VmInfo) -> bool {
             && vm.bios_uuid.as_deref().map(provider_id).as_deref() == machine.spec.provider_id.as_deref())
 }
 
-/// Addresses a guest may be reached on: not loopback, not link-local.
+/// Addresses a guest may be reached on: not the loopback interface's own (127.0.0.1, ::1), not
+/// link-local. Other 127/8 addresses count: they only ever come from a NIC matched by MAC (`lo`
+/// has none), and a simulated VM holds one as its address, as with the DCS and HCS simulators.
 fn usable(ip: &str) -> Option<IpAddr> {
     let ip: IpAddr = ip.parse().ok()?;
     let local = match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST || v4.is_link_local() || v4.is_unspecified(),
         IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unspecified(),
     };
     (!local).then_some(ip)
@@ -390,7 +392,8 @@ impl VsphereProvider {
     ) -> Result<Option<ConfigSpec>, ProviderError> {
         let claims = self.claimed(scope).await?;
         let nics = nic_configs(scope, vm, &claims)?;
-        let document = bootstrap::metadata(&vm.name, &vm.name, &nics);
+        let provider_id = vm.bios_uuid.as_deref().map(provider_id);
+        let document = bootstrap::metadata(&vm.name, &vm.name, provider_id.as_deref(), &nics);
         let missing = bootstrap::missing(vm, bootstrap::metadata_options(&document));
         if missing.is_empty() && vm.extra_config_value(BOOT_WRITTEN_AT).is_some() {
             return Ok(None);
@@ -807,6 +810,7 @@ mod tests {
         assert!(usable("fe80::1").is_none());
         assert!(usable("127.0.0.1").is_none());
         assert!(usable("::1").is_none());
+        assert!(usable("127.0.60.10").is_some(), "a simulated VM's address");
         assert!(usable("2001:db8::5").is_some());
         assert_eq!(
             provider_id("4215A1B2-0000-1111-2222-333344445555"),

@@ -12,7 +12,7 @@ use capstan_e2e::objects::capi::{self, Placement};
 use capstan_e2e::{TestEnv, Vcsim, VcsimOptions, VcsimTls, vcsim_test_tls, wait_for, wait_for_value};
 use capstan_vsphere::api::{VCenterCluster, VCenterMachine};
 use capstan_vsphere::client::{
-    ConfigSpec, MoRef, OptionValue, PowerState, TlsTrust, Url, UuidKind, VsphereClient, VsphereConfig,
+    ConfigSpec, MoRef, OptionValue, PowerState, TlsTrust, UuidKind, VsphereClient, VsphereConfig,
 };
 use capstan_vsphere::{Options, bootstrap};
 use k8s_openapi::api::core::v1::Secret;
@@ -46,7 +46,7 @@ impl World {
         let env = TestEnv::start().await.unwrap();
         env.install_crds(&capstan_vsphere::api::crds()).await.unwrap();
         let client = env.client().await.unwrap();
-        let mut config = VsphereConfig::new(server(&vcsim).parse().unwrap(), "capstan", "vc-Passw0rd".to_string());
+        let mut config = VsphereConfig::new(vcsim.server().parse().unwrap(), "capstan", "vc-Passw0rd".to_string());
         config.tls = TlsTrust::CaBundle(tls.ca_pem.clone().into_bytes());
         let vc = VsphereClient::new(config).unwrap();
         let provider = capstan_vsphere::lifecycle_provider_with(options)
@@ -81,7 +81,7 @@ impl World {
                 "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta1", "kind": "VCenterCluster",
                 "metadata": {"name": name, "labels": {"cluster.x-k8s.io/cluster-name": name}, "ownerReferences": [owner]},
                 "spec": {
-                    "server": server(&self.vcsim),
+                    "server": self.vcsim.server(),
                     "datacenter": "DC0",
                     "credentialsSecretRef": {"name": format!("{name}-vc")},
                     "tls": {"caBundle": self.tls.ca_pem},
@@ -173,25 +173,9 @@ impl World {
         self.vc.find_vm_by_uuid(&uid, UuidKind::Instance, None).await.unwrap()
     }
 
-    /// The names of the VMs in the datacenter's root VM folder, sorted.
+    /// The names of the VMs in the datacenter's VM folder, sorted.
     async fn vm_names(&self) -> Vec<String> {
-        let folder = self.vc.find_by_inventory_path("/DC0/vm").await.unwrap().unwrap();
-        let content = self.vc.retrieve_properties(&folder, &["childEntity"]).await.unwrap();
-        let refs: Vec<MoRef> = content
-            .get("childEntity")
-            .map(|n| n.children.iter().filter_map(MoRef::from_node).collect())
-            .unwrap_or_default();
-        let vms: Vec<MoRef> = refs.into_iter().filter(|r| r.kind == "VirtualMachine").collect();
-        let mut names: Vec<String> = self
-            .vc
-            .retrieve_objects(&vms, &["name"], None)
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(|o| o.text("name").map(str::to_string))
-            .collect();
-        names.sort();
-        names
+        self.vc.vm_names_under("/DC0/vm").await.unwrap()
     }
 
     /// What VMware Tools do once the guest has an address: report it.
@@ -239,14 +223,6 @@ impl World {
             self.vcenter_machine(name).await.and_then(|m| m.status)
         );
     }
-}
-
-/// The vcsim SDK URL without the credentials vcsim prints in it.
-fn server(vcsim: &Vcsim) -> String {
-    let mut url: Url = vcsim.url().parse().unwrap();
-    url.set_username("").unwrap();
-    url.set_password(None).unwrap();
-    url.to_string()
 }
 
 fn decode(value: &str) -> String {
@@ -299,6 +275,10 @@ async fn clone_boot_report_address_clear_user_data_and_delete() {
         json!(mac)
     );
     assert_eq!(metadata["local-hostname"], json!("ign-1"));
+    assert_eq!(
+        metadata["provider_id"],
+        json!(format!("vsphere://{}", info.bios_uuid.clone().unwrap()))
+    );
     assert_eq!(info.num_cpus, Some(2));
     assert_eq!(info.memory_mb, Some(2048));
     assert_eq!(

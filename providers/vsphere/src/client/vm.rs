@@ -192,6 +192,43 @@ impl VsphereClient {
         Ok(found(&self.invoke(req).await?))
     }
 
+    /// The VMs in `folder` and its sub-folders (`childEntity`, walked), for inventories and tests.
+    pub async fn vms_under(&self, folder: &MoRef) -> Result<Vec<MoRef>, VsphereError> {
+        let mut vms = Vec::new();
+        let mut folders = vec![folder.clone()];
+        while let Some(f) = folders.pop() {
+            let content = self.retrieve_properties(&f, &["childEntity"]).await?;
+            let children = content
+                .get("childEntity")
+                .map(|n| n.children.iter().filter_map(MoRef::from_node).collect::<Vec<_>>())
+                .unwrap_or_default();
+            for child in children {
+                match child.kind.as_str() {
+                    "VirtualMachine" => vms.push(child),
+                    "Folder" => folders.push(child),
+                    _ => {}
+                }
+            }
+        }
+        Ok(vms)
+    }
+
+    /// The names of the VMs under the folder at inventory path `folder`, sorted.
+    pub async fn vm_names_under(&self, folder: &str) -> Result<Vec<String>, VsphereError> {
+        let Some(root) = self.find_by_inventory_path(folder).await? else {
+            return Ok(Vec::new());
+        };
+        let vms = self.vms_under(&root).await?;
+        let mut names: Vec<String> = self
+            .retrieve_objects(&vms, &["name"], None)
+            .await?
+            .iter()
+            .filter_map(|o| o.text("name").map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Reads [`VM_PROPERTIES`] of a VM.
     pub async fn vm_info(&self, vm: &MoRef) -> Result<VmInfo, VsphereError> {
         let content = self.retrieve_properties(vm, VM_PROPERTIES).await?;

@@ -105,6 +105,18 @@ impl Vcsim {
         &self.url
     }
 
+    /// The SDK URL without credentials, as a user writes it in `VCenterCluster.spec.server`.
+    pub fn server(&self) -> String {
+        match self
+            .url
+            .split_once("://")
+            .and_then(|(scheme, rest)| Some((scheme, rest.split_once('@')?.1)))
+        {
+            Some((scheme, host)) => format!("{scheme}://{host}"),
+            None => self.url.clone(),
+        }
+    }
+
     pub fn log_tail(&self, n: usize) -> String {
         self.proc.log_tail(n)
     }
