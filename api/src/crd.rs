@@ -98,11 +98,11 @@ pub fn capi_core() -> Vec<CustomResourceDefinition> {
 }
 
 /// Renders CRDs as one multi-document YAML stream, the way `kubectl apply -f` takes them.
-pub fn to_yaml(crds: &[CustomResourceDefinition]) -> Result<String, serde_saphyr::ser::Error> {
+pub fn to_yaml<T: serde::Serialize>(objects: &[T]) -> Result<String, serde_saphyr::ser::Error> {
     let mut out = String::new();
-    for crd in crds {
+    for o in objects {
         out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(crd)?);
+        out.push_str(&serde_saphyr::to_string(o)?);
     }
     Ok(out)
 }

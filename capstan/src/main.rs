@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod crds;
 mod manager;
 mod registry;
+mod release;
 mod render;
 #[cfg(feature = "sim")]
 mod sim;
@@ -31,6 +32,9 @@ enum Command {
     Manager(Box<manager::ManagerArgs>),
     /// Print every CRD Capstan defines, as multi-document YAML.
     Crds(crds::CrdsArgs),
+    /// Write a clusterctl provider repository (components, metadata, cluster templates and a
+    /// clusterctl.yaml) for `clusterctl init --config <output>/clusterctl.yaml`.
+    Release(release::ReleaseArgs),
     /// Print the bootstrap data (cloud-config) of a KubeadmConfig, computed offline.
     Render(render::RenderArgs),
     /// Run a cloud simulator (`capstan sim dcs`), for demos and tests without the real cloud.
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crds(args) => crds::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Release(args) => release::run(&args),
         #[cfg(feature = "sim")]
         Command::Sim(args) => {
             telemetry::init(telemetry::LogFormat::Text);

@@ -13,6 +13,7 @@ pub mod ignition;
 pub mod manager;
 pub mod objects;
 mod testenv;
+pub mod upstream;
 
 pub use capstan_localplane::{
     ChildGuard, LocalPlane, PlaneOptions, RESTRICTED_USER, free_port, wait_for, wait_for_value,

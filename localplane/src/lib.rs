@@ -7,10 +7,12 @@
 //! cache `~/.cache/capstan`, one kube-apiserver per Kubernetes minor version: see [`binaries`]).
 
 mod apiserver;
+mod apply;
 pub mod binaries;
 mod pki;
 mod process;
 
 pub use apiserver::{LocalPlane, PlaneOptions, RESTRICTED_USER, SuppliedPki, install_crds};
+pub use apply::apply_yaml;
 pub use binaries::{binaries, cache_dir};
 pub use process::{ChildGuard, free_port, wait_for, wait_for_value};

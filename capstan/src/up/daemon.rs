@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use super::apply::FIELD_MANAGER;
+use super::FIELD_MANAGER;
 use super::cloud::{Cloud, Infrastructure};
 use super::state::{Ready, StateDir};
 use crate::manager::{ManagerArgs, parse_duration};

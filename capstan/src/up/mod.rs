@@ -4,7 +4,6 @@
 //! `templates/<cloud>` with clusterctl-style variables, applies it and follows every Machine
 //! until all Nodes have joined.
 
-mod apply;
 mod cloud;
 pub mod daemon;
 mod envsubst;
@@ -26,6 +25,9 @@ use crate::manager::parse_duration;
 use state::{Applied, Ready, StateDir, alive, last_lines};
 
 pub use cloud::{Infrastructure, NodeOs};
+/// Who `capstan up` applies objects as (server-side apply field manager).
+pub const FIELD_MANAGER: &str = "capstan-up";
+
 const TESTENV_SCRIPT: &str = include_str!("../../../hack/testenv.sh");
 /// The wrapper module of the default kube-apiserver: all `testenv.sh plane` builds.
 const DEFAULT_APISERVER_MODULE: [(&str, &str); 2] = [
@@ -285,7 +287,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         },
     )?;
     let applied_at = Instant::now();
-    let objects = apply::apply_yaml(&client, &yaml, &args.namespace).await?;
+    let objects = capstan_localplane::apply_yaml(
+        &client,
+        &yaml,
+        &args.namespace,
+        &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+    )
+    .await?;
     println!("applied {} objects from {}", objects.len(), generated.display());
 
     let want = (args.control_plane_machines + args.worker_machines) as usize;

@@ -1,4 +1,6 @@
-//! Server-side apply of multi-document YAML, as `kubectl apply --server-side` would do.
+//! Server-side apply of multi-document YAML, as `kubectl apply --server-side` would do (with
+//! `--dry-run=server` when the params say so): `capstan up` applies its cluster with it, the
+//! tests apply what `clusterctl generate cluster` rendered.
 
 use anyhow::Context;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -6,10 +8,14 @@ use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
 use kube::{Client, ResourceExt};
 
-pub const FIELD_MANAGER: &str = "capstan-up";
-
-/// Applies every document; returns `kind/name` of each.
-pub async fn apply_yaml(client: &Client, yaml: &str, default_ns: &str) -> anyhow::Result<Vec<String>> {
+/// Applies every document with `params` (`PatchParams::apply(manager)`); returns `kind/name` of
+/// each.
+pub async fn apply_yaml(
+    client: &Client,
+    yaml: &str,
+    default_ns: &str,
+    params: &PatchParams,
+) -> anyhow::Result<Vec<String>> {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).context("parsing the generated YAML")?;
     let mut applied = Vec::new();
     for doc in docs.into_iter().filter(|d| !d.is_null()) {
@@ -25,7 +31,7 @@ pub async fn apply_yaml(client: &Client, yaml: &str, default_ns: &str) -> anyhow
         } else {
             Api::all_with(client.clone(), &ar)
         };
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
+        api.patch(&name, params, &Patch::Apply(&obj))
             .await
             .with_context(|| format!("applying {} {name}", types.kind))?;
         applied.push(format!("{}/{name}", types.kind));
