@@ -42,18 +42,153 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-/// clusterctl against the management plane, offline (no version check, no GitHub).
-fn clusterctl(capi: &UpstreamCapi, env: &TestEnv, home: &Path) -> Command {
-    let mut cmd = Command::new(&capi.clusterctl);
-    cmd.env("KUBECONFIG", env.kubeconfig_path())
-        .env("CLUSTERCTL_DISABLE_VERSIONCHECK", "true")
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"));
-    cmd
+/// Which bootstrap provider the cluster uses: Capstan's, or upstream CABPK (Capstan's
+/// infrastructure providers must work with either).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bootstrap {
+    Capstan,
+    Cabpk,
 }
 
-/// The repository: Capstan's packages from `capstan release`, upstream core and KCP beside them.
-fn repository(dir: &Path, capi: &UpstreamCapi, ports: (u16, u16), pki: &WebhookPki) -> PathBuf {
+/// Webhook ports of the upstream managers.
+struct Ports {
+    core: u16,
+    kcp: u16,
+    cabpk: u16,
+}
+
+/// The management side: a 1.34 API server, the clusterctl repository and its configuration.
+struct Bed {
+    capi: UpstreamCapi,
+    env: TestEnv,
+    admin: Client,
+    dir: tempfile::TempDir,
+    pki: WebhookPki,
+    ports: Ports,
+    config: PathBuf,
+}
+
+impl Bed {
+    async fn start() -> Bed {
+        let capi = UpstreamCapi::from_env().unwrap();
+        let env = TestEnv::start_bare().await.unwrap();
+        let admin = env.client().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let pki = WebhookPki::generate().unwrap();
+        let ports = Ports {
+            core: free_port(),
+            kcp: free_port(),
+            cabpk: free_port(),
+        };
+        let config = repository(&dir.path().join("repo"), &capi, &ports, &pki);
+        Bed {
+            capi,
+            env,
+            admin,
+            dir,
+            pki,
+            ports,
+            config,
+        }
+    }
+
+    fn clusterctl(&self) -> Command {
+        let home = self.dir.path().join("home");
+        let mut cmd = Command::new(&self.capi.clusterctl);
+        cmd.env("KUBECONFIG", self.env.kubeconfig_path())
+            .env("CLUSTERCTL_DISABLE_VERSIONCHECK", "true")
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .arg("--config")
+            .arg(&self.config);
+        cmd
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `clusterctl init` with upstream core and KCP, `bootstrap`, and Capstan DCS.
+    async fn init(&self, bootstrap: Bootstrap) {
+        // clusterctl's cert-manager probe creates an Issuer and a Certificate; their kinds suffice.
+        self.env.install_crds(&cert_manager_crds()).await.unwrap();
+        let bootstrap = match bootstrap {
+            Bootstrap::Capstan => "capstan-kubeadm",
+            Bootstrap::Cabpk => "kubeadm",
+        };
+        let init = run(self.clusterctl().arg("init").args([
+            "--core",
+            "cluster-api",
+            "--bootstrap",
+            bootstrap,
+            "--control-plane",
+            "kubeadm",
+            "--infrastructure",
+            "capstan-dcs",
+        ]));
+        eprintln!("{}", String::from_utf8_lossy(&init.stdout));
+    }
+
+    /// The managers, upstream ones as admin, Capstan's as their ServiceAccounts.
+    async fn managers(&self, bootstrap: Bootstrap) -> Vec<ChildGuard> {
+        let mut upstream = vec![
+            (Upstream::Core, self.ports.core),
+            (Upstream::KubeadmControlPlane, self.ports.kcp),
+        ];
+        let mut capstan = vec!["dcs"];
+        match bootstrap {
+            Bootstrap::Capstan => capstan.push("kubeadm"),
+            Bootstrap::Cabpk => upstream.push((Upstream::KubeadmBootstrap, self.ports.cabpk)),
+        }
+        let mut running = Vec::new();
+        for (which, port) in upstream {
+            let log = self.log(&format!("{which:?}.log"));
+            running.push(
+                self.capi
+                    .start_manager(which, self.env.kubeconfig_path(), port, &self.pki, &log)
+                    .unwrap(),
+            );
+            wait_for_webhooks(port).await.unwrap();
+        }
+        for provider in capstan {
+            let account = format!("capstan-{provider}-manager");
+            let kubeconfig = service_account_kubeconfig(&self.env, &self.admin, &account, self.dir.path()).await;
+            eprintln!("auth can-i --list as {CAPSTAN_NS}:{account} in {NS}:");
+            for rule in rules_of(&kubeconfig, NS).await {
+                eprintln!("  {rule}");
+            }
+            running.push(capstan_manager(
+                provider,
+                &kubeconfig,
+                &self.log(&format!("capstan-{provider}.log")),
+            ));
+        }
+        running
+    }
+
+    /// Tails of every manager log, for a failure message.
+    fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                out.push_str(&format!(
+                    "--- {}\n{}\n",
+                    path.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The repository: Capstan's packages from `capstan release`, upstream core, KCP and CABPK beside
+/// them.
+fn repository(dir: &Path, capi: &UpstreamCapi, ports: &Ports, pki: &WebhookPki) -> PathBuf {
     let out = run(capstan().args(["release", "--output"]).arg(dir).args([
         "--version",
         VERSION,
@@ -63,11 +198,13 @@ fn repository(dir: &Path, capi: &UpstreamCapi, ports: (u16, u16), pki: &WebhookP
     let config = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let mut parsed: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
     let providers = parsed["providers"].as_array_mut().unwrap();
-    providers.push(capi.write_provider(dir, Upstream::Core, ports.0, pki).unwrap());
-    providers.push(
-        capi.write_provider(dir, Upstream::KubeadmControlPlane, ports.1, pki)
-            .unwrap(),
-    );
+    for (which, port) in [
+        (Upstream::Core, ports.core),
+        (Upstream::KubeadmControlPlane, ports.kcp),
+        (Upstream::KubeadmBootstrap, ports.cabpk),
+    ] {
+        providers.push(capi.write_provider(dir, which, port, pki).unwrap());
+    }
     std::fs::write(&config, serde_saphyr::to_string(&parsed).unwrap()).unwrap();
     config
 }
@@ -145,73 +282,8 @@ fn running(m: &Machine) -> bool {
         .is_some_and(|s| s.phase == Some(MachinePhase::Running) && s.node_ref.is_some())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clusterctl_installs_capstan_beside_upstream_core_and_kcp_and_its_managers_run_as_their_service_accounts() {
-    let capi = UpstreamCapi::from_env().unwrap();
-    let env = TestEnv::start_bare().await.unwrap();
-    let admin = env.client().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let pki = WebhookPki::generate().unwrap();
-    let ports = (free_port(), free_port());
-    let config = repository(&dir.path().join("repo"), &capi, ports, &pki);
-
-    // clusterctl's cert-manager probe creates an Issuer and a Certificate; their kinds suffice.
-    env.install_crds(&cert_manager_crds()).await.unwrap();
-    let init = run(clusterctl(&capi, &env, &home)
-        .arg("init")
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--core",
-            "cluster-api",
-            "--bootstrap",
-            "capstan-kubeadm",
-            "--control-plane",
-            "kubeadm",
-            "--infrastructure",
-            "capstan-dcs",
-        ]));
-    eprintln!("{}", String::from_utf8_lossy(&init.stdout));
-
-    let logs = dir.path();
-    let _core = capi
-        .start_manager(
-            Upstream::Core,
-            env.kubeconfig_path(),
-            ports.0,
-            &pki,
-            &logs.join("core.log"),
-        )
-        .unwrap();
-    let _kcp = capi
-        .start_manager(
-            Upstream::KubeadmControlPlane,
-            env.kubeconfig_path(),
-            ports.1,
-            &pki,
-            &logs.join("kcp.log"),
-        )
-        .unwrap();
-    wait_for_webhooks(ports.0).await.unwrap();
-    wait_for_webhooks(ports.1).await.unwrap();
-    let dcs_sa = service_account_kubeconfig(&env, &admin, "capstan-dcs-manager", dir.path()).await;
-    let kubeadm_sa = service_account_kubeconfig(&env, &admin, "capstan-kubeadm-manager", dir.path()).await;
-    let _dcs = capstan_manager("dcs", &dcs_sa, &logs.join("capstan-dcs.log"));
-    let _kubeadm = capstan_manager("kubeadm", &kubeadm_sa, &logs.join("capstan-kubeadm.log"));
-    for (name, kubeconfig) in [
-        ("capstan-dcs-manager", &dcs_sa),
-        ("capstan-kubeadm-manager", &kubeadm_sa),
-    ] {
-        eprintln!("auth can-i --list as {CAPSTAN_NS}:{name} in {NS}:");
-        for rule in rules_of(kubeconfig, NS).await {
-            eprintln!("  {rule}");
-        }
-    }
-
-    // The cloud: the DCS simulator whose VMs boot their bootstrap ISO for real.
-    let guests_dir = tempfile::tempdir().unwrap();
+/// The DCS simulator whose VMs boot their bootstrap ISO for real, and its credentials Secret.
+async fn dcs_cloud(admin: &Client, guests_dir: &Path) -> capstan_sim_dcs::SimHandle {
     let password = "Clusterctl-Passw0rd!";
     let sim = capstan_sim_dcs::Simulator::start(capstan_sim_dcs::SimConfig {
         password: password.into(),
@@ -221,7 +293,7 @@ async fn clusterctl_installs_capstan_beside_upstream_core_and_kcp_and_its_manage
         },
         guests: Some(capstan_guest::Guests::new(capstan_guest::GuestOptions {
             endpoint: capstan_guest::EndpointMode::Vip,
-            ..capstan_guest::GuestOptions::new(guests_dir.path())
+            ..capstan_guest::GuestOptions::new(guests_dir)
         })),
         ..Default::default()
     })
@@ -236,39 +308,55 @@ async fn clusterctl_installs_capstan_beside_upstream_core_and_kcp_and_its_manage
         .create(&PostParams::default(), &credentials)
         .await
         .unwrap();
+    sim
+}
 
-    let endpoint_port = free_port().to_string();
-    let generate = |flavor: Option<&str>, control_planes: &str| {
-        let mut cmd = clusterctl(&capi, &env, &home);
-        cmd.args(["generate", "cluster", "omega", "--infrastructure"])
-            .arg(format!("capstan-dcs:{VERSION}"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--kubernetes-version", "v1.34.4", "--target-namespace", NS])
-            .args([
-                "--control-plane-machine-count",
-                control_planes,
-                "--worker-machine-count",
-                "2",
-            ])
-            .env("DCS_CREDENTIALS_SECRET", "dcs-credentials")
-            .env("DCS_CA_BUNDLE", sim.ca_pem().replace('\n', "\\n"))
-            .env("CONTROL_PLANE_ENDPOINT_HOST", "127.0.0.1")
-            .env("CONTROL_PLANE_ENDPOINT_PORT", &endpoint_port)
-            .env("KUBE_VIP_IMAGE", "example.invalid/kube-vip:v0.8.9");
-        if let Some(f) = flavor {
-            cmd.args(["--flavor", f]);
-        }
-        String::from_utf8(run(&mut cmd).stdout).unwrap()
-    };
+/// `clusterctl generate cluster omega` of `flavor` for the simulator.
+fn generate(
+    bed: &Bed,
+    sim: &capstan_sim_dcs::SimHandle,
+    flavor: Option<&str>,
+    control_planes: &str,
+    port: u16,
+) -> String {
+    let mut cmd = bed.clusterctl();
+    cmd.args(["generate", "cluster", "omega", "--infrastructure"])
+        .arg(format!("capstan-dcs:{VERSION}"))
+        .args(["--kubernetes-version", "v1.34.4", "--target-namespace", NS])
+        .args([
+            "--control-plane-machine-count",
+            control_planes,
+            "--worker-machine-count",
+            "2",
+        ])
+        .env("DCS_CREDENTIALS_SECRET", "dcs-credentials")
+        .env("DCS_CA_BUNDLE", sim.ca_pem().replace('\n', "\\n"))
+        .env("CONTROL_PLANE_ENDPOINT_HOST", "127.0.0.1")
+        .env("CONTROL_PLANE_ENDPOINT_PORT", port.to_string())
+        .env("KUBE_VIP_IMAGE", "registry.example.invalid/kube-vip:v0.8.9");
+    if let Some(f) = flavor {
+        cmd.args(["--flavor", f]);
+    }
+    String::from_utf8(run(&mut cmd).stdout).unwrap()
+}
+
+/// Installs with clusterctl, renders both flavors, runs the standalone one under upstream core
+/// with `bootstrap`, describes it, deletes it and checks that no VM is left.
+async fn cluster_under_upstream_core(bootstrap: Bootstrap) {
+    let bed = Bed::start().await;
+    bed.init(bootstrap).await;
+    let _managers = bed.managers(bootstrap).await;
+    let guests_dir = tempfile::tempdir().unwrap();
+    let sim = dcs_cloud(&bed.admin, guests_dir.path()).await;
+    let endpoint_port = free_port();
 
     // The default flavor (KubeadmControlPlane + kube-vip) passes every schema and upstream webhook.
-    let kcp_yaml = generate(None, "3");
+    let kcp_yaml = generate(&bed, &sim, None, "3", endpoint_port);
     let dry_run = PatchParams {
         dry_run: true,
         ..PatchParams::apply("e2e").force()
     };
-    let accepted = capstan_localplane::apply_yaml(&admin, &kcp_yaml, NS, &dry_run)
+    let accepted = capstan_localplane::apply_yaml(&bed.admin, &kcp_yaml, NS, &dry_run)
         .await
         .unwrap();
     assert!(
@@ -276,33 +364,35 @@ async fn clusterctl_installs_capstan_beside_upstream_core_and_kcp_and_its_manage
         "{accepted:?}"
     );
 
-    // The standalone flavor runs: upstream core, Capstan kubeadm and DCS as their ServiceAccounts.
-    let yaml = generate(Some("standalone"), "1");
-    capstan_localplane::apply_yaml(&admin, &yaml, NS, &PatchParams::apply("e2e").force())
+    // The standalone flavor runs under upstream core.
+    let yaml = generate(&bed, &sim, Some("standalone"), "1", endpoint_port);
+    capstan_localplane::apply_yaml(&bed.admin, &yaml, NS, &PatchParams::apply("e2e").force())
         .await
         .unwrap();
-    let machines: Api<Machine> = Api::namespaced(admin.clone(), NS);
-    let up = wait_for(Duration::from_secs(300), || async {
-        let ms = machines
+    let machines: Api<Machine> = Api::namespaced(bed.admin.clone(), NS);
+    let list = || async {
+        machines
             .list(&ListParams::default())
             .await
             .map(|l| l.items)
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    let up = wait_for(Duration::from_secs(300), || async {
+        let ms = list().await;
         ms.len() == 3 && ms.iter().all(running)
     })
     .await;
-    if !up {
-        for m in machines.list(&ListParams::default()).await.unwrap().items {
-            eprintln!("{}: {:?}", m.name_any(), m.status);
-        }
-        for log in ["core.log", "capstan-dcs.log", "capstan-kubeadm.log"] {
-            let text = std::fs::read_to_string(logs.join(log)).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            eprintln!("--- {log}\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        }
-        panic!("the standalone cluster did not come up under upstream core");
-    }
-    let describe = run(clusterctl(&capi, &env, &home).args(["describe", "cluster", "omega", "-n", NS]));
+    assert!(
+        up,
+        "the standalone cluster did not come up under upstream core: {:?}\n{}",
+        list()
+            .await
+            .iter()
+            .map(|m| (m.name_any(), m.status.clone()))
+            .collect::<Vec<_>>(),
+        bed.log_tails()
+    );
+    let describe = run(bed.clusterctl().args(["describe", "cluster", "omega", "-n", NS]));
     let describe = String::from_utf8_lossy(&describe.stdout).into_owned();
     eprintln!("{describe}");
     for needle in [
@@ -313,24 +403,19 @@ async fn clusterctl_installs_capstan_beside_upstream_core_and_kcp_and_its_manage
     ] {
         assert!(describe.contains(needle), "{needle} missing from:\n{describe}");
     }
-    // The managers really ran as their accounts: nothing in their logs was forbidden.
+    // Capstan's managers really ran as their accounts: nothing they asked for was refused.
     for log in ["capstan-dcs.log", "capstan-kubeadm.log"] {
-        let text = std::fs::read_to_string(logs.join(log)).unwrap();
+        let text = std::fs::read_to_string(bed.log(log)).unwrap_or_default();
         assert!(!text.contains("forbidden"), "{log} was refused something:\n{text}");
     }
 
-    Api::<Cluster>::namespaced(admin.clone(), NS)
+    Api::<Cluster>::namespaced(bed.admin.clone(), NS)
         .delete("omega", &DeleteParams::default())
         .await
         .unwrap();
     let gone = wait_for(Duration::from_secs(180), || async {
         let vms = sim.state().vms().into_iter().filter(|v| !v.is_template).count();
-        let machines_left = machines
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items.len())
-            .unwrap_or(1);
-        vms == 0 && machines_left == 0
+        vms == 0 && list().await.is_empty()
     })
     .await;
     assert!(
@@ -338,4 +423,15 @@ async fn clusterctl_installs_capstan_beside_upstream_core_and_kcp_and_its_manage
         "VMs left: {:?}",
         sim.state().vms().iter().map(|v| &v.name).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusterctl_installs_capstan_beside_upstream_core_and_kcp_and_its_managers_run_as_their_service_accounts() {
+    cluster_under_upstream_core(Bootstrap::Capstan).await;
+}
+
+/// Issue 13 §3, second bullet: Capstan DCS with upstream CABPK instead of Capstan kubeadm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capstan_dcs_runs_a_cluster_bootstrapped_by_upstream_cabpk() {
+    cluster_under_upstream_core(Bootstrap::Cabpk).await;
 }

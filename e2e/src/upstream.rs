@@ -1,4 +1,4 @@
-//! Upstream Cluster API as a peer in the tests: core and KubeadmControlPlane components for
+//! Upstream Cluster API as a peer in the tests: core, KubeadmControlPlane and CABPK components for
 //! clusterctl's local repository, assembled from the CAPI module's own `config/` trees (the CRDs
 //! and webhook manifests its release assets are made of), and their managers run as processes.
 //!
@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 pub enum Upstream {
     Core,
     KubeadmControlPlane,
+    /// CABPK, the bootstrap provider Capstan kubeadm is a drop-in for.
+    KubeadmBootstrap,
 }
 
 impl Upstream {
@@ -31,6 +33,7 @@ impl Upstream {
         match self {
             Upstream::Core => ("cluster-api", "CoreProvider", "cluster-api"),
             Upstream::KubeadmControlPlane => ("kubeadm", "ControlPlaneProvider", "control-plane-kubeadm"),
+            Upstream::KubeadmBootstrap => ("kubeadm", "BootstrapProvider", "bootstrap-kubeadm"),
         }
     }
 
@@ -38,6 +41,7 @@ impl Upstream {
         match self {
             Upstream::Core => "core-components.yaml",
             Upstream::KubeadmControlPlane => "control-plane-components.yaml",
+            Upstream::KubeadmBootstrap => "bootstrap-components.yaml",
         }
     }
 
@@ -50,6 +54,11 @@ impl Upstream {
                 "capi-kubeadm-control-plane-system",
                 "capi-kubeadm-control-plane-",
             ),
+            Upstream::KubeadmBootstrap => (
+                "bootstrap/kubeadm/config",
+                "capi-kubeadm-bootstrap-system",
+                "capi-kubeadm-bootstrap-",
+            ),
         }
     }
 }
@@ -60,6 +69,7 @@ pub struct UpstreamCapi {
     module: PathBuf,
     core_manager: PathBuf,
     kcp_manager: PathBuf,
+    cabpk_manager: PathBuf,
     pub clusterctl: PathBuf,
 }
 
@@ -104,6 +114,7 @@ impl UpstreamCapi {
             module: env_path("CAPSTAN_CAPI_MODULE")?,
             core_manager: env_path("CAPSTAN_CAPI_CORE_MANAGER")?,
             kcp_manager: env_path("CAPSTAN_KCP_MANAGER")?,
+            cabpk_manager: env_path("CAPSTAN_CABPK_MANAGER")?,
             clusterctl: env_path("CAPSTAN_CLUSTERCTL")?,
         })
     }
@@ -135,8 +146,22 @@ impl UpstreamCapi {
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()?;
         crd_files.sort();
+        // The labels kustomize gives every CRD (the contract labels clusterctl and core read).
+        let kustomization = read_yaml(&config.join("crd/kustomization.yaml"))?;
+        let labels: serde_json::Map<String, Value> = kustomization
+            .iter()
+            .flat_map(|k| k["labels"].as_array().cloned().unwrap_or_default())
+            .flat_map(|l| l["pairs"].as_object().cloned().unwrap_or_default())
+            .collect();
         for file in crd_files {
             let mut crd: Value = read_yaml(&file)?.into_iter().next().context("empty CRD file")?;
+            if !labels.is_empty() {
+                let meta = crd["metadata"].as_object_mut().context("CRD without metadata")?;
+                let own = meta.entry("labels").or_insert_with(|| json!({}));
+                for (k, v) in &labels {
+                    own[k] = v.clone();
+                }
+            }
             // Conversion between v1beta1 and v1beta2 by the manager, as the release's CRD patches do.
             if crd["spec"]["versions"].as_array().is_some_and(|v| v.len() > 1) {
                 crd["spec"]["conversion"] = json!({"strategy": "Webhook", "webhook": {
@@ -173,6 +198,7 @@ impl UpstreamCapi {
         let binary = match which {
             Upstream::Core => &self.core_manager,
             Upstream::KubeadmControlPlane => &self.kcp_manager,
+            Upstream::KubeadmBootstrap => &self.cabpk_manager,
         };
         let mut cmd = Command::new(binary);
         cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
