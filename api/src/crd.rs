@@ -97,7 +97,8 @@ pub fn capi_core() -> Vec<CustomResourceDefinition> {
     .collect()
 }
 
-/// Renders CRDs as one multi-document YAML stream, the way `kubectl apply -f` takes them.
+/// Renders objects (CRDs, components) as one multi-document YAML stream, the way
+/// `kubectl apply -f` takes them.
 pub fn to_yaml<T: serde::Serialize>(objects: &[T]) -> Result<String, serde_saphyr::ser::Error> {
     let mut out = String::new();
     for o in objects {
