@@ -146,7 +146,7 @@ impl Bed {
             let log = self.log(&format!("{which:?}.log"));
             running.push(
                 self.capi
-                    .start_manager(which, self.env.kubeconfig_path(), port, &self.pki, &log)
+                    .start_manager(which, self.env.kubeconfig_path(), port, &self.pki, &log, &[])
                     .unwrap(),
             );
             wait_for_webhooks(port).await.unwrap();

@@ -137,6 +137,16 @@ impl UpstreamCapi {
         Ok(json!({"name": name, "type": kind, "url": format!("file://{}", components.display())}))
     }
 
+    /// `which`'s CRDs alone, as its components carry them (labels and conversion included), for
+    /// a test that runs the manager without admission webhooks.
+    pub fn crds(&self, which: Upstream, port: u16, pki: &WebhookPki) -> anyhow::Result<Vec<CustomResourceDefinition>> {
+        self.components(which, port, pki)?
+            .into_iter()
+            .filter(|d| d["kind"] == "CustomResourceDefinition")
+            .map(|d| serde_json::from_value(d).context("an upstream CRD"))
+            .collect()
+    }
+
     fn components(&self, which: Upstream, port: u16, pki: &WebhookPki) -> anyhow::Result<Vec<Value>> {
         let (config, namespace, prefix) = which.config();
         let config = self.module.join(config);
@@ -186,7 +196,8 @@ impl UpstreamCapi {
         Ok(docs)
     }
 
-    /// Starts `which`'s manager against `kubeconfig`, serving its webhooks on `port`.
+    /// Starts `which`'s manager against `kubeconfig`, serving its webhooks on `port`, with
+    /// `extra_args` (feature gates) after the test bed's own flags.
     pub fn start_manager(
         &self,
         which: Upstream,
@@ -194,6 +205,7 @@ impl UpstreamCapi {
         port: u16,
         pki: &WebhookPki,
         log: &Path,
+        extra_args: &[&str],
     ) -> anyhow::Result<ChildGuard> {
         let binary = match which {
             Upstream::Core => &self.core_manager,
@@ -208,6 +220,7 @@ impl UpstreamCapi {
             .arg("--diagnostics-address=0")
             // Nothing to migrate in a fresh cluster, and the migrator wants cluster-wide CRD writes.
             .arg("--skip-crd-migration-phases=StorageVersionMigration,CleanupManagedFields")
+            .args(extra_args)
             .env("POD_NAMESPACE", which.config().1);
         ChildGuard::spawn(which.clusterctl().2, cmd, log)
     }
