@@ -101,11 +101,18 @@ impl KubeletView {
             "metadata": {"name": self.record.name, "labels": self.labels},
             "spec": {"providerID": self.record.provider_id, "taints": taints},
             "status": {
-                "conditions": [{
-                    "type": "Ready", "status": "True", "reason": "KubeletReady",
-                    "message": "kubelet is posting ready status (capstan guest emulation)",
-                    "lastHeartbeatTime": now, "lastTransitionTime": now
-                }],
+                // The kubelet's four conditions: Cluster API's NodeHealthy wants every one.
+                "conditions": [
+                    {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
+                     "message": "kubelet has sufficient memory available", "lastHeartbeatTime": now, "lastTransitionTime": now},
+                    {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure",
+                     "message": "kubelet has no disk pressure", "lastHeartbeatTime": now, "lastTransitionTime": now},
+                    {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID",
+                     "message": "kubelet has sufficient PID available", "lastHeartbeatTime": now, "lastTransitionTime": now},
+                    {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                     "message": "kubelet is posting ready status (capstan guest emulation)",
+                     "lastHeartbeatTime": now, "lastTransitionTime": now},
+                ],
                 "addresses": addresses,
                 "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
                 "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
