@@ -4,7 +4,8 @@
 #   - etcd (Debian's etcd-server 3.4) and the ISO tools (xorriso, genisoimage)
 #   - kube-apiserver of every version under hack/peers/kube-apiserver-v1.*  (k8s.io/kubernetes)
 #   - Cluster API v1.14: core, KubeadmControlPlane and CABPK managers, clusterctl
-#   - vcsim (govmomi's vCenter simulator) and ignition-validate (Ignition's own validator)
+#   - vcsim (govmomi's vCenter simulator), our govmomi clone loop for the vSphere benchmark, and
+#     ignition-validate (Ignition's own validator)
 #   - cargo-nextest, the test runner hack/test.sh uses
 # Every upstream program comes from its published Go module through a wrapper module of ours in
 # hack/peers (go.mod + go.sum committed). Each is built once per version into
@@ -114,6 +115,10 @@ small_peers() {
   v=$(pinned "$PEERS/vcsim" github.com/vmware/govmomi)
   go_build "$PEERS/vcsim" "$CACHE/vcsim-$v" github.com/vmware/govmomi/vcsim
   echo "export CAPSTAN_VCSIM=$CACHE/vcsim-$v"
+  # The vSphere benchmark's physical limit: a plain govmomi clone loop of ours (hash-named, as above).
+  local loop="$CACHE/clone-loop-$v-$(sha256sum "$PEERS/vcsim/clone-loop/main.go" | cut -c1-12)"
+  go_build "$PEERS/vcsim" "$loop" ./clone-loop
+  echo "export CAPSTAN_CLONE_LOOP=$loop"
   v=$(pinned "$PEERS/ignition" github.com/coreos/ignition/v2)
   go_build "$PEERS/ignition" "$CACHE/ignition-validate-$v" github.com/coreos/ignition/v2/validate
   echo "export CAPSTAN_IGNITION_VALIDATE=$CACHE/ignition-validate-$v"

@@ -9,5 +9,5 @@ tool github.com/vmware/govmomi/vcsim
 
 require (
 	github.com/google/uuid v1.6.0 // indirect
-	github.com/vmware/govmomi v0.46.3 // indirect
+	github.com/vmware/govmomi v0.46.3
 )

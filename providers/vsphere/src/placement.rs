@@ -25,7 +25,7 @@ fn under(dc: &str, kind: &str, given: &str) -> String {
 
 async fn find(client: &VsphereClient, what: Inventory, path: &str) -> Result<MoRef, ProviderError> {
     client
-        .find_by_inventory_path(path)
+        .find_placement(path)
         .await?
         .ok_or_else(|| ProviderError::not_found(what, path))
 }
@@ -77,7 +77,7 @@ pub async fn template(client: &VsphereClient, dc: &str, dc_ref: &MoRef, name: &s
         return Ok(vm);
     }
     client
-        .find_by_inventory_path(&under(dc, "vm", name))
+        .find_placement(&under(dc, "vm", name))
         .await?
         .ok_or_else(|| ProviderError::not_found(Inventory::Template, name))
 }

@@ -111,6 +111,8 @@ struct Inner {
     session: Session,
     content: tokio::sync::OnceCell<ServiceContent>,
     observer: Arc<dyn ApiObserver>,
+    /// Placement objects found by inventory path, with when they were found.
+    placement: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, MoRef)>>,
 }
 
 impl fmt::Debug for VsphereClient {
@@ -153,6 +155,7 @@ impl VsphereClient {
                 session: Session::default(),
                 content: tokio::sync::OnceCell::new(),
                 observer,
+                placement: Default::default(),
                 config,
             }),
         })

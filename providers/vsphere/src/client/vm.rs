@@ -157,6 +157,11 @@ pub(crate) fn reconfigure_request(vm: &MoRef, spec: &ConfigSpec) -> Request {
     req
 }
 
+/// How long a placement look-up is trusted: a folder or pool replaced in vCenter (same path,
+/// new object) is seen again within this, a stale reference meanwhile fails the reconcile with
+/// `ManagedObjectNotFound` and is retried.
+pub const PLACEMENT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl VsphereClient {
     /// `FindByInventoryPath`: `/DC/vm/folder/name`, `/DC/host/cluster/Resources`,
     /// `/DC/datastore/ds`, `/DC/network/pg`.
@@ -165,6 +170,30 @@ impl VsphereClient {
         let mut req = Request::new("FindByInventoryPath", &si);
         req.body().text("inventoryPath", path);
         Ok(found(&self.invoke(req).await?))
+    }
+
+    /// [`find_by_inventory_path`](Self::find_by_inventory_path) for what a machine is placed
+    /// in (datacenter, folder, resource pool, datastore, network, template): that inventory does
+    /// not move under a running cluster, and every reconcile of every machine asks for it (16
+    /// look-ups per VM provisioned before this cache), so a found object is remembered for
+    /// [`PLACEMENT_TTL`]. Not-found answers are not remembered (the user may be creating the
+    /// folder right now), and VMs are never looked up through this.
+    pub async fn find_placement(&self, path: &str) -> Result<Option<MoRef>, VsphereError> {
+        let now = std::time::Instant::now();
+        if let Some((at, moref)) = self.inner.placement.lock().expect("cache poisoned").get(path)
+            && now.duration_since(*at) < PLACEMENT_TTL
+        {
+            return Ok(Some(moref.clone()));
+        }
+        let found = self.find_by_inventory_path(path).await?;
+        if let Some(moref) = &found {
+            self.inner
+                .placement
+                .lock()
+                .expect("cache poisoned")
+                .insert(path.to_string(), (now, moref.clone()));
+        }
+        Ok(found)
     }
 
     /// `FindByUuid` for a VM, optionally within one datacenter.
