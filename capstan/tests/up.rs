@@ -889,6 +889,49 @@ async fn assert_ignition_nodes(mgmt: &Client, workload: &Client, cluster: &str) 
     }
 }
 
+/// Issue 16 §5 on vSphere: the MicroOS nodes read their config from
+/// `guestinfo.ignition.config.data` (Ignition's `vmware` platform), take their name and
+/// providerID (`vsphere://<BIOS UUID>`) from the files the provider wrapped around it, and the
+/// config is gone from every VM afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_on_microos_boots_every_node_from_guestinfo_on_vsphere() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let _reap = Reap(state.clone());
+    let ready = up_five(&state, "e2w", &["--infrastructure", "vsphere", "--os", "microos"]);
+    let mgmt = client_for(&ready.mgmt_kubeconfig).await;
+    let workload = client_for(&state.join("e2w.kubeconfig")).await;
+    assert_nodes_match_on(&mgmt, &workload, "e2w", 5, "VCenterMachine", "vsphere://").await;
+    assert_ignition_nodes(&mgmt, &workload, "e2w").await;
+    let vc = vsphere_client(&mgmt, &ready).await;
+    let names: Vec<String> = vc
+        .vm_names_under("/DC0/vm")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("e2w-"))
+        .collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for name in &names {
+        let vm = vc
+            .find_by_inventory_path(&format!("/DC0/vm/{name}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let cleared = wait_for(Duration::from_secs(60), || async {
+            vc.vm_info(&vm)
+                .await
+                .unwrap()
+                .extra_config_value(capstan_vsphere::bootstrap::IGNITION)
+                .is_none()
+        })
+        .await;
+        assert!(cleared, "{name} still holds its Ignition config");
+    }
+    assert!(capstan(&["down", "--state-dir", path_str(&state)]).status.success());
+    assert!(!state.exists());
+}
+
 /// Issue 16 §5: `capstan up --os microos` on DCS: the 3+2 cluster boots MicroOS images from the
 /// Ignition ISO (label `ignition`, `ignition/config.ign`), each node names itself and finds its
 /// providerID in what the provider wrote into the config, and no ISO stays in a drive.

@@ -134,7 +134,10 @@ fn vsphere_templates() -> CloudTemplates {
         control_plane_machine: include_str!("../../../templates/vsphere/control-plane-machine.yaml"),
         control_plane_kcp: include_str!("../../../templates/vsphere/control-plane-kcp.yaml"),
         kube_vip: true,
-        microos: None,
+        microos: Some((
+            include_str!("../../../templates/vsphere/cluster-template-microos.yaml"),
+            include_str!("../../../templates/vsphere/control-plane-machine-microos.yaml"),
+        )),
         standalone_values: &[],
     }
 }

@@ -58,9 +58,10 @@ impl Infrastructure {
                 include_str!("../../../templates/vsphere/cluster-template.yaml"),
                 include_str!("../../../templates/vsphere/control-plane-machine.yaml"),
             ),
-            // Ignition on vSphere has no instance metadata to take the providerID from (afterburn
-            // reads none from guestinfo): not offered until a template solves that.
-            (Infrastructure::Vsphere, NodeOs::Microos) => return None,
+            (Infrastructure::Vsphere, NodeOs::Microos) => (
+                include_str!("../../../templates/vsphere/cluster-template-microos.yaml"),
+                include_str!("../../../templates/vsphere/control-plane-machine-microos.yaml"),
+            ),
         })
     }
 

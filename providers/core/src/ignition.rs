@@ -78,6 +78,46 @@ impl std::fmt::Debug for ProviderFile {
     }
 }
 
+/// Where a provider tells an Ignition node who it is: Ignition has no template engine, so the
+/// built-in MicroOS templates read this file (`EnvironmentFile=` of `kubeadm.service`).
+pub const INSTANCE_ENV: &str = "/etc/capstan/instance.env";
+
+/// `/etc/hostname` and [`INSTANCE_ENV`] (`CAPSTAN_INSTANCE_ID`, `CAPSTAN_HOSTNAME`,
+/// `CAPSTAN_PROVIDER_ID`) for one node: what every provider adds to an Ignition config.
+pub fn identity_files(instance_id: &str, hostname: &str, provider_id: &str) -> Vec<ProviderFile> {
+    vec![
+        ProviderFile {
+            path: "/etc/hostname".into(),
+            mode: 0o644,
+            contents: format!("{hostname}\n").into_bytes(),
+        },
+        ProviderFile {
+            path: INSTANCE_ENV.into(),
+            mode: 0o644,
+            contents: format!(
+                "CAPSTAN_INSTANCE_ID={instance_id}\nCAPSTAN_HOSTNAME={hostname}\nCAPSTAN_PROVIDER_ID={provider_id}\n"
+            )
+            .into_bytes(),
+        },
+    ]
+}
+
+/// The file `path` a parent config of [`with_provider_files`] writes, decoded, and whether the
+/// config merges a document over it: what a test or a support engineer checks in what a
+/// provider delivered.
+pub fn provider_file(parent: &[u8], path: &str) -> Option<Vec<u8>> {
+    let parent: Value = serde_json::from_slice(parent).ok()?;
+    parent["ignition"]["config"]["merge"][0]["source"]
+        .as_str()?
+        .strip_prefix("data:")?;
+    let file = parent["storage"]["files"]
+        .as_array()?
+        .iter()
+        .find(|f| f["path"] == path)?;
+    let b64 = file["contents"]["source"].as_str()?.strip_prefix("data:;base64,")?;
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
 /// A 3.x parent config, at the document's own version so any OS that takes the document takes
 /// the parent, that writes `files` and merges the document over them.
 pub fn with_provider_files(doc: &[u8], files: &[ProviderFile]) -> Result<Vec<u8>, IgnitionError> {

@@ -18,7 +18,7 @@ use crate::client::StaticIpv4;
 use crate::iso::{BootstrapVolume, IGNITION_LABEL, IGNITION_PATH, IgnitionVolume, NoCloudSeed, static_network_config};
 
 /// The file Ignition-booted nodes read their identity from.
-pub const INSTANCE_ENV: &str = "/etc/capstan/instance.env";
+pub use capstan_lifecycle::ignition::INSTANCE_ENV;
 const NM_PROFILE: &str = "/etc/NetworkManager/system-connections/capstan-nic0.nmconnection";
 
 /// What the volume says about the VM.
@@ -74,22 +74,7 @@ pub fn check_deliverable(bootstrap: &BootstrapData) -> Result<(), IgnitionError>
 }
 
 fn provider_files(input: &VolumeInput<'_>) -> Vec<ProviderFile> {
-    let mut files = vec![
-        ProviderFile {
-            path: "/etc/hostname".into(),
-            mode: 0o644,
-            contents: format!("{}\n", input.hostname).into_bytes(),
-        },
-        ProviderFile {
-            path: INSTANCE_ENV.into(),
-            mode: 0o644,
-            contents: format!(
-                "CAPSTAN_INSTANCE_ID={}\nCAPSTAN_HOSTNAME={}\nCAPSTAN_PROVIDER_ID={}\n",
-                input.instance_id, input.hostname, input.provider_id
-            )
-            .into_bytes(),
-        },
-    ];
+    let mut files = ignition::identity_files(input.instance_id, input.hostname, input.provider_id);
     if let Some(a) = input.address {
         files.push(ProviderFile {
             path: NM_PROFILE.into(),

@@ -60,6 +60,35 @@ pub fn userdata(bootstrap: &BootstrapData) -> Vec<OptionValue> {
     ]
 }
 
+/// What the clone carries: the cloud-config user data. An Ignition config waits for the VM to
+/// exist ([`ignition_with_identity`]).
+pub fn userdata_at_clone(bootstrap: &BootstrapData) -> Vec<OptionValue> {
+    match bootstrap.format {
+        BootstrapFormat::CloudConfig => userdata(bootstrap),
+        BootstrapFormat::Ignition => Vec::new(),
+    }
+}
+
+/// The Ignition keys once the VM exists: the document inside a parent config that writes
+/// `/etc/hostname` and `/etc/capstan/instance.env` with the providerID (`vsphere://<BIOS
+/// UUID>`, known only after the clone). Ignition has no template engine to take it from the
+/// metadata, so this is how a MicroOS node learns it, as on DCS. A 2.x config (Flatcar) cannot
+/// be wrapped and goes as it is, as does a document that is not a 3.x config at all: the node's
+/// Ignition refuses that at boot, visibly. Nothing for cloud-config.
+pub fn ignition_with_identity(bootstrap: &BootstrapData, hostname: &str, provider_id: &str) -> Vec<OptionValue> {
+    if bootstrap.format != BootstrapFormat::Ignition {
+        return Vec::new();
+    }
+    let files = capstan_lifecycle::ignition::identity_files(hostname, hostname, provider_id);
+    match capstan_lifecycle::ignition::with_provider_files(&bootstrap.value, &files) {
+        Ok(wrapped) => userdata(&BootstrapData {
+            value: wrapped,
+            format: BootstrapFormat::Ignition,
+        }),
+        Err(_) => userdata(bootstrap),
+    }
+}
+
 /// One NIC as the metadata's netplan describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NicConfig {
@@ -183,6 +212,34 @@ mod tests {
         let o = userdata(&b64);
         assert_eq!((o[0].key.as_str(), o[0].value.as_str()), (IGNITION, "ZTMwSw=="));
         assert_eq!(o[1].key, IGNITION_ENCODING);
+    }
+
+    #[test]
+    fn ignition_waits_for_the_vm_and_then_names_the_node() {
+        let ign = BootstrapData {
+            value: br#"{"ignition":{"version":"3.4.0"}}"#.to_vec(),
+            format: BootstrapFormat::Ignition,
+        };
+        assert!(userdata_at_clone(&ign).is_empty());
+        let o = ignition_with_identity(&ign, "m-1", "vsphere://4223-abcd");
+        assert_eq!(o[0].key, IGNITION);
+        let parent = base64::engine::general_purpose::STANDARD.decode(&o[0].value).unwrap();
+        let env =
+            capstan_lifecycle::ignition::provider_file(&parent, capstan_lifecycle::ignition::INSTANCE_ENV).unwrap();
+        let text = String::from_utf8(env).unwrap();
+        assert!(text.contains("CAPSTAN_PROVIDER_ID=vsphere://4223-abcd\n"), "{text}");
+        // 2.x (Flatcar) goes unwrapped; cloud-config is the clone's business.
+        let flatcar = BootstrapData {
+            value: br#"{"ignition":{"version":"2.3.0"}}"#.to_vec(),
+            format: BootstrapFormat::Ignition,
+        };
+        assert_eq!(ignition_with_identity(&flatcar, "m", "p"), userdata(&flatcar));
+        let cc = BootstrapData {
+            value: b"#cloud-config\n".to_vec(),
+            format: BootstrapFormat::CloudConfig,
+        };
+        assert!(ignition_with_identity(&cc, "m", "p").is_empty());
+        assert_eq!(userdata_at_clone(&cc), userdata(&cc));
     }
 
     #[test]

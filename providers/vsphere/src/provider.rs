@@ -320,7 +320,7 @@ impl VsphereProvider {
             .then(|| linked_snapshot(template, spec.snapshot.as_deref()))
             .transpose()?;
         let mut extra_config = vec![OptionValue::new(bootstrap::IDENTITY, &scope.identity.uid)];
-        extra_config.extend(bootstrap::userdata(bootstrap));
+        extra_config.extend(bootstrap::userdata_at_clone(bootstrap));
         let config = ConfigSpec {
             instance_uuid: Some(scope.identity.uid.clone()),
             annotation: Some(format!(
@@ -370,7 +370,7 @@ impl VsphereProvider {
             .flatten();
         let device_change = device_changes(vm, &place.networks, disk)?;
         let mut wanted = vec![OptionValue::new(bootstrap::IDENTITY, &scope.identity.uid)];
-        wanted.extend(bootstrap::userdata(bootstrap));
+        wanted.extend(bootstrap::userdata_at_clone(bootstrap));
         let extra_config = bootstrap::missing(vm, wanted);
         let uid = &scope.identity.uid;
         let config = ConfigSpec {
@@ -384,17 +384,25 @@ impl VsphereProvider {
         Ok((config != ConfigSpec::default()).then_some(config))
     }
 
-    /// The metadata keys the VM lacks, now that its NICs have MACs; `None` when it has them.
+    /// The metadata keys (and an Ignition config, which names the node) the VM lacks, now that
+    /// its NICs have MACs and it has a BIOS UUID; `None` when it has them.
     async fn missing_metadata(
         &self,
         scope: &MachineScope<'_, Self>,
         vm: &VmInfo,
+        bootstrap: &BootstrapData,
     ) -> Result<Option<ConfigSpec>, ProviderError> {
         let claims = self.claimed(scope).await?;
         let nics = nic_configs(scope, vm, &claims)?;
         let provider_id = vm.bios_uuid.as_deref().map(provider_id);
         let document = bootstrap::metadata(&vm.name, &vm.name, provider_id.as_deref(), &nics);
-        let missing = bootstrap::missing(vm, bootstrap::metadata_options(&document));
+        let mut wanted = bootstrap::metadata_options(&document);
+        wanted.extend(bootstrap::ignition_with_identity(
+            bootstrap,
+            &vm.name,
+            provider_id.as_deref().unwrap_or_default(),
+        ));
+        let missing = bootstrap::missing(vm, wanted);
         if missing.is_empty() && vm.extra_config_value(BOOT_WRITTEN_AT).is_some() {
             return Ok(None);
         }
@@ -683,7 +691,7 @@ impl InfraProvider for VsphereProvider {
             if let Some(spec) = self.missing_config(&client, scope, &info, bootstrap).await? {
                 return Ok(Some(task_op(client.reconfigure_vm(&vm, &spec).await?)));
             }
-            if let Some(spec) = self.missing_metadata(scope, &info).await? {
+            if let Some(spec) = self.missing_metadata(scope, &info, bootstrap).await? {
                 return Ok(Some(task_op(client.reconfigure_vm(&vm, &spec).await?)));
             }
         }

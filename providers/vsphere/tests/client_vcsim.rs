@@ -437,3 +437,18 @@ async fn tls_is_verified_by_ca_or_pinned_thumbprint_and_off_only_when_asked() {
     // The default is verification, never "no thumbprint means insecure".
     assert_eq!(TlsTrust::default(), TlsTrust::System);
 }
+
+#[tokio::test]
+async fn placement_is_looked_up_once_and_a_missing_folder_is_asked_again() {
+    let sim = Sim::start(None);
+    let calls = Calls::default();
+    let c = VsphereClient::with_observer(sim.config(), calls.observer()).unwrap();
+    let first = c.find_placement("/DC0/vm").await.unwrap();
+    assert!(first.is_some());
+    assert_eq!(c.find_placement("/DC0/vm").await.unwrap(), first);
+    assert_eq!(calls.count("FindByInventoryPath"), 1, "a found folder is remembered");
+    // Not found is not remembered: the user may be creating it right now.
+    assert!(c.find_placement("/DC0/vm/not-yet").await.unwrap().is_none());
+    assert!(c.find_placement("/DC0/vm/not-yet").await.unwrap().is_none());
+    assert_eq!(calls.count("FindByInventoryPath"), 3);
+}

@@ -262,9 +262,19 @@ async fn clone_boot_report_address_clear_user_data_and_delete() {
     })
     .await;
     let info = info.unwrap_or_else(|| panic!("guestinfo never written"));
-    assert_eq!(
-        decode(info.extra_config_value(bootstrap::IGNITION).unwrap()),
-        json!({"ignition": {"version": "3.4.0"}}).to_string()
+    // The bootstrap document inside a parent config that names the node (hostname, providerID).
+    let parent = decode(info.extra_config_value(bootstrap::IGNITION).unwrap());
+    let parsed: Value = serde_json::from_str(&parent).unwrap();
+    assert_eq!(parsed["ignition"]["version"], "3.4.0");
+    let env = capstan_lifecycle::ignition::provider_file(parent.as_bytes(), capstan_lifecycle::ignition::INSTANCE_ENV)
+        .expect("a parent config that writes instance.env");
+    let env = String::from_utf8(env).unwrap();
+    assert!(
+        env.contains(&format!(
+            "CAPSTAN_PROVIDER_ID=vsphere://{}\n",
+            info.bios_uuid.as_deref().unwrap()
+        )),
+        "{env}"
     );
     assert_eq!(info.extra_config_value(bootstrap::IGNITION_ENCODING), Some("base64"));
     assert_eq!(info.extra_config_value(bootstrap::USERDATA), None, "Ignition only");
