@@ -126,12 +126,10 @@ impl UpstreamCapi {
         let dir = root.join(folder).join(&self.version);
         std::fs::create_dir_all(&dir)?;
         let components = dir.join(which.components_file());
-        let mut yaml = String::new();
-        for doc in self.components(which, port, pki)? {
-            yaml.push_str("---\n");
-            yaml.push_str(&serde_saphyr::to_string(&doc)?);
-        }
-        std::fs::write(&components, yaml)?;
+        std::fs::write(
+            &components,
+            capstan_api::crd::to_yaml(&self.components(which, port, pki)?)?,
+        )?;
         std::fs::copy(self.module.join("metadata.yaml"), dir.join("metadata.yaml"))
             .context("copying the module's metadata.yaml")?;
         Ok(json!({"name": name, "type": kind, "url": format!("file://{}", components.display())}))

@@ -89,13 +89,15 @@ fn common_options() -> Vec<ManagerOption> {
     ]
 }
 
-fn infrastructure_options(machine: &'static str, cluster: &'static str) -> Vec<ManagerOption> {
+/// An infrastructure manager's options: the common ones, the cloud-operation timeout, and its
+/// `--<kind>machine-concurrency`/`--<kind>cluster-concurrency` flags where it has them.
+fn infrastructure_options(concurrency: Option<(&'static str, &'static str)>) -> Vec<ManagerOption> {
     let mut options = common_options();
-    options.extend([
-        opt("--operation-timeout", "CAPSTAN_OPERATION_TIMEOUT", "30m"),
-        opt(machine, "CAPSTAN_MACHINE_CONCURRENCY", "10"),
-        opt(cluster, "CAPSTAN_CLUSTER_CONCURRENCY", "10"),
-    ]);
+    options.push(opt("--operation-timeout", "CAPSTAN_OPERATION_TIMEOUT", "30m"));
+    if let Some((machine, cluster)) = concurrency {
+        options.push(opt(machine, "CAPSTAN_MACHINE_CONCURRENCY", "10"));
+        options.push(opt(cluster, "CAPSTAN_CLUSTER_CONCURRENCY", "10"));
+    }
     options
 }
 
@@ -169,7 +171,7 @@ pub fn all() -> Vec<Package> {
             manager_provider: "dcs",
             crds: capstan_dcs::api::crds(),
             rules: rbac::dcs(),
-            options: infrastructure_options("--dcsmachine-concurrency", "--dcscluster-concurrency"),
+            options: infrastructure_options(Some(("--dcsmachine-concurrency", "--dcscluster-concurrency"))),
             templates: Some(dcs_templates()),
         },
         Package {
@@ -178,7 +180,7 @@ pub fn all() -> Vec<Package> {
             manager_provider: "hcs",
             crds: capstan_hcs::api::crds(),
             rules: rbac::infrastructure("hcsclusters", "hcsmachines"),
-            options: infrastructure_options("--hcsmachine-concurrency", "--hcscluster-concurrency"),
+            options: infrastructure_options(Some(("--hcsmachine-concurrency", "--hcscluster-concurrency"))),
             templates: Some(hcs_templates()),
         },
         Package {
@@ -187,15 +189,9 @@ pub fn all() -> Vec<Package> {
             manager_provider: "vsphere",
             crds: capstan_vsphere::api::crds(),
             rules: rbac::infrastructure("vcenterclusters", "vcentermachines"),
-            options: common_options_with_timeout(),
+            // vSphere has no concurrency flags of its own yet.
+            options: infrastructure_options(None),
             templates: Some(vsphere_templates()),
         },
     ]
-}
-
-/// vSphere has no concurrency flags of its own yet.
-fn common_options_with_timeout() -> Vec<ManagerOption> {
-    let mut options = common_options();
-    options.push(opt("--operation-timeout", "CAPSTAN_OPERATION_TIMEOUT", "30m"));
-    options
 }

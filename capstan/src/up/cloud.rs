@@ -34,10 +34,9 @@ impl Infrastructure {
         }
     }
 
-    /// The built-in cluster template and control-plane machine template for the nodes' OS, if
-    /// there is one for that pair.
-    pub fn templates(self, os: NodeOs) -> Option<(&'static str, &'static str)> {
-        Some(match (self, os) {
+    /// The built-in cluster template and control-plane machine template for the nodes' OS.
+    pub fn templates(self, os: NodeOs) -> (&'static str, &'static str) {
+        match (self, os) {
             (Infrastructure::Dcs, NodeOs::Ubuntu) => (
                 include_str!("../../../templates/dcs/cluster-template.yaml"),
                 include_str!("../../../templates/dcs/control-plane-machine.yaml"),
@@ -62,7 +61,7 @@ impl Infrastructure {
                 include_str!("../../../templates/vsphere/cluster-template-microos.yaml"),
                 include_str!("../../../templates/vsphere/control-plane-machine-microos.yaml"),
             ),
-        })
+        }
     }
 
     /// The zones control-plane machine `index` goes to, when the cloud has any.

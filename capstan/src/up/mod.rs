@@ -198,7 +198,7 @@ fn render(args: &UpArgs, ready: &Ready, port: u16) -> anyhow::Result<String> {
             std::fs::read_to_string(d.join("control-plane-machine.yaml"))?,
         ),
         None => {
-            let (cluster, cp) = builtin_templates(args)?;
+            let (cluster, cp) = args.infrastructure.templates(args.os);
             (cluster.to_string(), cp.to_string())
         }
     };
@@ -228,16 +228,6 @@ fn render(args: &UpArgs, ready: &Ready, port: u16) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn builtin_templates(args: &UpArgs) -> anyhow::Result<(&'static str, &'static str)> {
-    args.infrastructure.templates(args.os).ok_or_else(|| {
-        anyhow::anyhow!(
-            "no built-in template for --os {:?} on --infrastructure {}: pass --template-dir",
-            args.os,
-            args.infrastructure.provider()
-        )
-    })
-}
-
 async fn machines(client: &Client, ns: &str, cluster: &str) -> anyhow::Result<Vec<Machine>> {
     let lp = ListParams::default().labels(&format!("cluster.x-k8s.io/cluster-name={cluster}"));
     let mut items = Api::<Machine>::namespaced(client.clone(), ns).list(&lp).await?.items;
@@ -256,9 +246,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             r.pid,
             state.0.display()
         );
-    }
-    if args.template_dir.is_none() {
-        builtin_templates(&args)?;
     }
     let _ = std::fs::remove_dir_all(&state.0);
     std::fs::create_dir_all(&state.0)?;

@@ -102,9 +102,9 @@ pub fn identity_files(instance_id: &str, hostname: &str, provider_id: &str) -> V
     ]
 }
 
-/// The file `path` a parent config of [`with_provider_files`] writes, decoded, and whether the
-/// config merges a document over it: what a test or a support engineer checks in what a
-/// provider delivered.
+/// The file `path` that a parent config of [`with_provider_files`] writes, decoded; `None` when
+/// `parent` is not such a config (it merges no document) or writes no such file. What a test or
+/// a support engineer checks in what a provider delivered.
 pub fn provider_file(parent: &[u8], path: &str) -> Option<Vec<u8>> {
     let parent: Value = serde_json::from_slice(parent).ok()?;
     parent["ignition"]["config"]["merge"][0]["source"]
